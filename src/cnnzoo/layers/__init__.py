@@ -1,0 +1,4 @@
+"""Small blocks shared by the families."""
+
+from .conv import ConvBnAct, conv1x1, conv3x3
+from .drop import StochasticDepth, seed_gates, survival_probs

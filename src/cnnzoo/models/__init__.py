@@ -1,0 +1,3 @@
+"""One module per paper family; importing them registers their models."""
+
+from . import resnet  # noqa: F401

@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+import cnnzoo
+
+
+def test_list_models_is_sorted_and_filters_by_pattern():
+    names = cnnzoo.list_models()
+    assert names == sorted(names)
+    assert cnnzoo.list_models("resnet1*") == ["resnet101", "resnet110", "resnet1202", "resnet152", "resnet18"]
+    assert cnnzoo.list_models("nothing*") == []
+
+
+def test_unknown_name_lists_closest():
+    with pytest.raises(ValueError, match="closest: resnet50"):
+        cnnzoo.create_model("resnt50")
+
+
+def test_unknown_keyword_is_an_error_not_ignored():
+    with pytest.raises(ValueError, match="wdith_multiplier"):
+        cnnzoo.create_model("resnet20", wdith_multiplier=2)
+
+
+def test_create_model_defaults_and_overrides():
+    model = cnnzoo.create_model("resnet20")
+    assert model.default_cfg.num_classes == 10 and model.fc.out_features == 10
+    model = cnnzoo.create_model("resnet20", num_classes=5, in_chans=1)
+    assert model.fc.out_features == 5 and model.conv1.in_channels == 1
+    assert model.default_cfg.input_size == (1, 32, 32)
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 5)
+
+
+def test_torchvision_resnet50_macs_are_exact():
+    torchvision = pytest.importorskip("torchvision")
+    assert cnnzoo.count_macs(torchvision.models.resnet50(), (3, 224, 224)) == 4_089_184_256

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+import cnnzoo
+from cnnzoo.analysis.complexity import module_macs
+
+torchvision = pytest.importorskip("torchvision")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet152"])
+def test_torchvision_weights_give_same_logits(name):
+    torch.manual_seed(0)
+    peer = getattr(torchvision.models, name)().eval()
+    with torch.no_grad():  # non-trivial BN statistics, so a mis-mapped buffer shows
+        for m in peer.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    ours = cnnzoo.import_weights(cnnzoo.create_model(name), peer.state_dict(), source="torchvision").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (ours(x) - peer(x)).abs().max() <= 1e-4
+
+
+def test_import_rejects_missing_and_unexpected_keys():
+    state = torchvision.models.resnet18().state_dict()
+    state["extra.weight"] = state.pop("fc.weight")
+    with pytest.raises(ValueError, match=r"missing keys \(1\): fc.weight; unexpected keys \(1\): extra.weight"):
+        cnnzoo.import_weights(cnnzoo.create_model("resnet18"), state, source="torchvision")
+
+
+def test_import_rejects_wrong_shapes():
+    state = torchvision.models.resnet18(num_classes=10).state_dict()
+    with pytest.raises(ValueError, match=r"fc.weight: file \(10, 512\) vs model \(1000, 512\)"):
+        cnnzoo.import_weights(cnnzoo.create_model("resnet18"), state, source="torchvision")
+
+
+def test_stride_in_1x1_saves_the_strided_1x1s_work():
+    """The paper's layout computes the strided stage entries' 1x1 at the output resolution."""
+    with torch.device("meta"):
+        released = module_macs(cnnzoo.create_model("resnet50"))
+        paper = module_macs(cnnzoo.create_model("resnet50", stride_in_1x1=True))
+    for stage, in_ch, planes, out_side in (("layer2", 256, 128, 28), ("layer3", 512, 256, 14), ("layer4", 1024, 512, 7)):
+        # torchvision: 1x1 at the input side (2 * out_side); paper: at the output side.
+        saved = in_ch * planes * ((2 * out_side) ** 2 - out_side**2)
+        assert released[stage] - paper[stage] == saved
+    assert paper[""] == 3_857_973_248
+
+
+def test_cifar_option_a_shortcut_is_parameter_free_and_pads_zeros():
+    model = cnnzoo.create_model("resnet20")
+    shortcut = model.layer2[0].downsample
+    assert sum(p.numel() for p in shortcut.parameters()) == 0
+    x = torch.randn(1, 16, 32, 32)
+    y = shortcut(x)
+    assert y.shape == (1, 32, 16, 16)
+    assert torch.equal(y[:, :16], x[:, :, ::2, ::2]) and not y[:, 16:].any()
+
+
+def test_cifar_depth_is_6n_plus_2():
+    model = cnnzoo.create_model("resnet110")
+    weight_layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(weight_layers) == 110
