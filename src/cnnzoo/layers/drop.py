@@ -20,6 +20,9 @@ from torch's global one, so data augmentation does not shift them, and the
 training loop can reseed it each step (``seed_gates``): under DDP every rank
 then drops the same blocks and the gradients agree.
 
+Gradient checkpointing (``torch.utils.checkpoint``) works: the recomputed
+forward reuses the gates of the original one.
+
 Under ``torch.compile`` the Python branch on the gate is data-dependent, so
 a compiled block graph-breaks at the gate (in "batch" mode only); the compiled
 pieces on either side stay compiled.
@@ -70,8 +73,14 @@ class StochasticDepth(nn.Module):
         self.inverted = inverted
 
     def gate(self) -> bool:
-        """Draw this block's gate for one pass ("batch" mode): True means compute the branch."""
-        return torch.rand((), generator=gate_generator).item() < self.survival_prob
+        """Draw this block's gate for one pass ("batch" mode): True means compute the branch.
+
+        Gradient checkpointing reruns the forward pass inside backward; that rerun
+        reuses the gate drawn in the forward pass, so both see the same network.
+        """
+        if torch._C._current_graph_task_id() == -1:  # not inside a backward pass
+            self._open = torch.rand((), generator=gate_generator).item() < self.survival_prob
+        return self._open
 
     def scale(self, branch_out: Tensor) -> Tensor:
         """Scale an open branch: by p_l at eval (paper), or by 1/p_l in training (inverted)."""
