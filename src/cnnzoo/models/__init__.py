@@ -2,3 +2,4 @@
 
 from . import resnet  # noqa: F401
 from . import googlenet  # noqa: F401
+from . import xception  # noqa: F401
