@@ -147,3 +147,9 @@ def test_cli_compare_prints_what_the_reductions_save(capsys):
     assert f"googlenet saves {naive - 6_998_552:,} params" in "\n".join(lines)
     macs_line = next(line for line in lines if "G MACs" in line)
     assert macs_line.split()[:2] == ["googlenet", "saves"]
+
+
+def test_cli_compare_with_unknown_model_fails_before_printing(capsys):
+    assert main(["info", "googlenet", "--compare", "googlenet_naiv"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "unknown model 'googlenet_naiv'; closest: googlenet_naive" in err

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ..layers import SeparableConv2d, StochasticDepth, survival_probs
 from ..registry import register_model
 from ..weights import register_converter
-from .base import ImageClassifier
+from .base import ImageClassifier, he_init_
 
 PAPER = dict(paper="Xception: Deep Learning with Depthwise Separable Convolutions", arxiv="1610.02357",
              input_size=299, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -150,12 +150,7 @@ class Xception(ImageClassifier):
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.act1(self.bn1(self.conv1(x)))  # N x 32 x 149 x 149 at 299
