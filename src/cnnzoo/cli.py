@@ -113,9 +113,10 @@ def _print_comparison(name: str, model: torch.nn.Module, other_name: str, other:
     for module, (params, other_params, macs, other_macs) in rows.items():
         print(f"  {module or 'total':<14}{params:>{w},}{other_params:>{w},}  {macs / 1e9:>{w}.3f}{other_macs / 1e9:>{w}.3f}")
     params, other_params, macs, other_macs = rows[""]
-    for what, ours, theirs, fmt in (("params", params, other_params, ","), ("MACs", macs, other_macs, "")):
+    for what, ours, theirs, show in (("params", params, other_params, "{:,}".format),
+                                     ("MACs", macs, other_macs, lambda n: f"{n / 1e9:.3f} G")):
         diff = theirs - ours
-        amount = f"{abs(diff):,}" if fmt else f"{abs(diff) / 1e9:.3f} G"
+        amount = show(abs(diff))
         share = f"({abs(diff) / theirs:.1%} of {other_name}'s)" if theirs else ""
         if diff == 0:
             print(f"  {name} and {other_name} have the same {what}")

@@ -214,10 +214,6 @@ class GoogLeNet(ImageClassifier):
             else:
                 module = Inception(channels, *row, conv_block=conv_block, kernel_5x5=kernel_5x5)
             self.add_module(f"inception{name}", module)
-            if name == "4a":
-                aux1_channels = module.out_channels
-            elif name == "4d":
-                aux2_channels = module.out_channels
             channels = module.out_channels
         self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         # torchvision pools 2x2/2 before 5a where the paper has 3x3/2: same 7x7 output, other values.
@@ -226,8 +222,8 @@ class GoogLeNet(ImageClassifier):
         if aux_logits:
             # torchvision pools adaptively to 4x4 (the paper's 5x5/3 pool fixes the input at 224x224).
             aux = dict(conv_block=conv_block, adaptive_pool=not paper, dropout=dropout_aux)
-            self.aux1 = InceptionAux(aux1_channels, num_classes, **aux)
-            self.aux2 = InceptionAux(aux2_channels, num_classes, **aux)
+            self.aux1 = InceptionAux(self.inception4a.out_channels, num_classes, **aux)
+            self.aux2 = InceptionAux(self.inception4d.out_channels, num_classes, **aux)
 
         self.num_features = channels
         # Global average pool: the paper's 7x7/1 average pool at 224, and any other size works.
