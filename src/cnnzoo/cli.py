@@ -68,6 +68,9 @@ def cmd_info(args: argparse.Namespace) -> None:
     cfg = model.default_cfg
     size = cfg.img_size if args.input_size is None else args.input_size
     _check_input_size(args.name, size)
+    if args.compare:  # check it before printing anything
+        other = _meta_model(args.compare)
+        _check_input_size(args.compare, size)
     params = analysis.count_params(model)
     macs = module_macs(model, size)
     at_ref_size = size == cfg.img_size
@@ -97,6 +100,28 @@ def cmd_info(args: argparse.Namespace) -> None:
         if gates[0][1].mode == "batch":
             print(f"  {'train MACs':<13}{(macs[''] - saved) / 1e9:.3f} G expected per image,"
                   f" {1 - saved / macs['']:.1%} of the full network's {gmacs:.3f} G")
+    if args.compare:
+        _print_comparison(args.name, model, args.compare, other, size)
+
+
+def _print_comparison(name: str, model: torch.nn.Module, other_name: str, other: torch.nn.Module, size: int) -> None:
+    """Both models' params and MACs, per shared top-level module, and what ``name`` saves against ``other_name``."""
+    rows = analysis.compare_models(model, other, size)
+    w = max(len(name), len(other_name), 11) + 2
+    print(f"\n{name} against {other_name} at {size} x {size} (params, then GMACs):")
+    print(f"  {'module':<14}{name:>{w}}{other_name:>{w}}  {name:>{w}}{other_name:>{w}}")
+    for module, (params, other_params, macs, other_macs) in rows.items():
+        print(f"  {module or 'total':<14}{params:>{w},}{other_params:>{w},}  {macs / 1e9:>{w}.3f}{other_macs / 1e9:>{w}.3f}")
+    params, other_params, macs, other_macs = rows[""]
+    for what, ours, theirs, show in (("params", params, other_params, "{:,}".format),
+                                     ("MACs", macs, other_macs, lambda n: f"{n / 1e9:.3f} G")):
+        diff = theirs - ours
+        amount = show(abs(diff))
+        share = f"({abs(diff) / theirs:.1%} of {other_name}'s)" if theirs else ""
+        if diff == 0:
+            print(f"  {name} and {other_name} have the same {what}")
+        else:
+            print(f"  {name} {'saves' if diff > 0 else 'costs'} {amount}{'' if diff > 0 else ' more'} {what} {share}")
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -125,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, help="square input side (default: the paper's)")
     p.add_argument("--drop-path-rate", type=float, default=0.0,
                    help="stochastic depth 1 - p_L: report expected active blocks and training MACs")
+    p.add_argument("--compare", metavar="OTHER",
+                   help="also count OTHER and print what NAME saves against it, per shared module "
+                        "(e.g. `info googlenet --compare googlenet_naive`: what the 1x1 reductions save)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("table", help="the README's model table, generated from the registry")

@@ -78,3 +78,28 @@ def min_input_size(name: str, **kwargs) -> int:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
     return lo
+
+
+def compare_models(
+    model: nn.Module, other: nn.Module, input_size: int | tuple[int, int, int] | None = None
+) -> dict[str, tuple[int, int, int, int]]:
+    """Params and MACs of two models side by side: ``{module: (params, other's params, macs, other's macs)}``.
+
+    One entry per top-level module the two share by name and that has params
+    or MACs in either (in ``model``'s order), then ``""``: the whole models.
+    Both run at ``input_size`` (default: ``model``'s).
+    """
+    if input_size is None:
+        input_size = _example_input(model, None).shape[1:]
+    macs, other_macs = module_macs(model, input_size), module_macs(other, input_size)
+    children, other_children = dict(model.named_children()), dict(other.named_children())
+    rows = {}
+    for name in children:
+        if name not in other_children:
+            continue
+        row = (count_params(children[name]), count_params(other_children[name]),
+               macs.get(name, 0), other_macs.get(name, 0))
+        if any(row):
+            rows[name] = row
+    rows[""] = (count_params(model), count_params(other), macs[""], other_macs[""])
+    return rows

@@ -31,3 +31,13 @@ class ImageClassifier(nn.Module):
         """Replace the final layer by a freshly initialised one with ``num_classes`` outputs."""
         old = self.get_classifier()
         setattr(self, self.classifier, nn.Linear(old.in_features, num_classes, device=old.weight.device))
+
+
+def he_init_(model: nn.Module) -> None:
+    """He et al.'s init (arXiv 1502.01852) for conv layers (fan-out, ReLU gain); batch norm to the identity."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

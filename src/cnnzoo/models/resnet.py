@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..layers import StochasticDepth, conv1x1, conv3x3, survival_probs
 from ..registry import register_model
 from ..weights import register_converter
-from .base import ImageClassifier
+from .base import ImageClassifier, he_init_
 
 PAPER = dict(paper="Deep Residual Learning for Image Recognition", arxiv="1512.03385")
 CIFAR = dict(PAPER, input_size=(3, 32, 32), num_classes=10,
@@ -161,12 +161,7 @@ class ResNet(ImageClassifier):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # N x 64 x 56 x 56 at 224 (N x 16 x 32 x 32 CIFAR)
