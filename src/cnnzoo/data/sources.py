@@ -59,7 +59,8 @@ class _ArrayUnpickler(pickle.Unpickler):
     ALLOWED = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
                for name in ("_reconstruct", "scalar")}
     ALLOWED |= {("numpy", "ndarray"), ("numpy", "dtype"),
-                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+                ("_codecs", "encode")}  # how protocol 2 spells bytes when Python 3 wrote the file
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
