@@ -110,6 +110,8 @@ def test_worker_path_is_deterministic_and_resumable(tmp_path):
     assert same(batches(data.train, 1, start_batch=3), full[3:])
     assert same(batches(build_data(str(root), augment="inception", **kw).train, 1), full)
     assert not same(batches(data.train, 2), full)
+    two_workers = build_data(str(root), augment="inception", **dict(kw, workers=2))
+    assert same(batches(two_workers.train, 1), full)  # per-image seeds: the worker count changes nothing
     x, _ = next(iter(build_data(str(root), eval_crops="ten", **kw).test.epoch(0)))
     assert x.shape == (4, 10, 3, 32, 32)
 

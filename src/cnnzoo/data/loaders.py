@@ -56,8 +56,9 @@ class _Loader:
         self.augment, self.train, self.device = augment, train, torch.device(device)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.num_items = num_items
-        self.num_batches = len(self._batches(0))
-        self.num_samples = sum(len(b) for b in self._batches(0))  # samples one epoch delivers on this rank
+        batches = self._batches(0)
+        self.num_batches = len(batches)
+        self.num_samples = sum(len(b) for b in batches)  # samples one epoch delivers on this rank
 
     def __len__(self) -> int:
         return self.num_batches
@@ -90,8 +91,8 @@ class TensorLoader(_Loader):
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         for b, index in enumerate(self._batches(epoch)[start_batch:], start_batch):
             index = index.to(self.images.device)
-            images = self.images[index].to(self.device, non_blocking=True)
-            labels = self.labels[index].to(self.device, non_blocking=True)
+            images = self.images.index_select(0, index).to(self.device, non_blocking=True)
+            labels = self.labels.index_select(0, index).to(self.device, non_blocking=True)
             yield self._finish(images, epoch, b, geometry_done=False), labels
 
 
