@@ -83,6 +83,8 @@ def test_class_in_val_missing_from_train_is_an_error(tmp_path):
     (lambda root: None, "does not exist"),
     (lambda root: (root / "val").mkdir(parents=True), "has no train/ sub-folder"),
     (lambda root: (root / "train" / "a").mkdir(parents=True), "has no val/ or test/ sub-folder"),
+    (lambda root: write_image(root / "train" / "a" / "0.jpg") and (root / "test" / "a").mkdir(parents=True),
+     "test holds no image files"),
 ])
 def test_unusable_trees_say_what_a_tree_needs(tmp_path, make, message):
     make(tmp_path / "t")

@@ -50,19 +50,19 @@ def test_digits_data_follows_the_contract():
 
 
 def test_batches_are_a_pure_function_of_seed_and_epoch():
-    one = build_data("digits", batch_size=100, seed=3, augment="cifar")
-    two = build_data("digits", batch_size=100, seed=3, augment="cifar")
+    one = build_data("digits", batch_size=400, seed=3, augment="cifar")
+    two = build_data("digits", batch_size=400, seed=3, augment="cifar")
     assert same(batches(one.train, 2), batches(two.train, 2))
     assert not same(batches(one.train, 2), batches(one.train, 3))
-    other = build_data("digits", batch_size=100, seed=4, augment="cifar")
+    other = build_data("digits", batch_size=400, seed=4, augment="cifar")
     assert not same(batches(one.train, 2), batches(other.train, 2))
 
 
 @pytest.mark.parametrize("augment", ["cifar", "inception", "alexnet"])
 def test_start_batch_gives_exactly_the_tail_of_the_epoch(augment):
-    data = build_data("digits", batch_size=64, seed=1, augment=augment)
+    data = build_data("digits", batch_size=200, seed=1, augment=augment)
     full = batches(data.train, 5)
-    assert same(batches(data.train, 5, start_batch=7), full[7:])
+    assert len(full) == 7 and same(batches(data.train, 5, start_batch=4), full[4:])
     assert batches(data.train, 5, start_batch=len(full)) == []
 
 

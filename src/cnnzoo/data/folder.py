@@ -108,6 +108,8 @@ def scan_folder(root: str | os.PathLike) -> FolderScan:
     if not train.paths:
         raise DataError(f"{root}/train holds no image files ({', '.join(IMG_EXTENSIONS)})")
     test = _scan_split(eval_dir, classes)
+    if not test.paths:
+        raise DataError(f"{eval_dir} holds no image files in class folders named as in train/; {layout}")
     missing = [name for name in classes if not (eval_dir / name).is_dir()]
     return FolderScan(root, classes, train, test, missing)
 

@@ -52,7 +52,8 @@ class _Loader:
     def __init__(self, num_items: int, *, batch_size: int, train: bool, augment: BatchAugment, device,
                  seed: int, rank: int, world_size: int):
         if num_items < world_size:
-            raise DataError(f"a split with {num_items} images cannot be shared by {world_size} processes")
+            raise DataError(f"a split of {num_items} readable images cannot feed {world_size} process(es): "
+                            f"each needs at least one")
         self.augment, self.train, self.device = augment, train, torch.device(device)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.num_items = num_items
