@@ -106,8 +106,8 @@ def random_resized_boxes(n: int, height: int, width: int, gen: torch.Generator, 
     fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
     first = fits.int().argmax(1, keepdim=True)  # index of the first attempt that fits (0 when none does)
     w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
-    fallback_w = min(width, round(height * ratio[1])) if width / height > ratio[1] else width
-    fallback_h = min(height, round(width / ratio[0])) if width / height < ratio[0] else height
+    fallback_w = round(height * ratio[1]) if width / height > ratio[1] else width
+    fallback_h = round(width / ratio[0]) if width / height < ratio[0] else height
     found = fits.any(1)
     w = torch.where(found, w, fallback_w)
     h = torch.where(found, h, fallback_h)
@@ -128,7 +128,11 @@ def scale_jitter_boxes(n: int, side: int, crop: int, gen: torch.Generator, jitte
 
 def resized_crop(x: Tensor, boxes: Tensor, size: int, mirror: Tensor) -> Tensor:
     """Crop each image to its box (left, top, width, height in pixels), resize to ``size`` (bilinear) and mirror
-    where asked: one affine grid_sample for the batch. N x C x H x W float -> N x C x size x size."""
+    where asked: one affine grid_sample for the batch. N x C x H x W float -> N x C x size x size.
+
+    Bilinear without antialiasing: boxes shrink by at most store / img_size (256 / 224) in the specs cnnzoo
+    builds, too little to alias; torchvision's per-image resize antialiases, so the two differ slightly.
+    """
     n, c, h, w = x.shape
     left, top, bw, bh = boxes.to(x.device, torch.float32).unbind(1)
     theta = torch.zeros(n, 2, 3, device=x.device)
