@@ -137,6 +137,17 @@ def cmd_table(args: argparse.Namespace) -> None:
     print(f"model table in {args.write} regenerated ({len(registry.list_models())} models)")
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from .data import check_folder, parse_spec
+
+    kind, path = parse_spec(args.path)
+    if kind != "folder":
+        raise UsageError(f"check-data checks ImageFolder trees; {args.path!r} is a built-in data set")
+    report = check_folder(path, workers=args.workers)
+    print("\n".join(report.lines()))
+    return 1 if report.problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cnnzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -158,19 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="the README's model table, generated from the registry")
     p.add_argument("--write", metavar="README", help="replace the table between the markers in this file")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("check-data", help="check an ImageFolder tree file by file, without training "
+                                          "(exit 0 clean, 1 problems found)")
+    p.add_argument("path", help="PATH or folder:PATH holding train/ and val/ (or test/)")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    p.set_defaults(func=cmd_check_data)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        args.func(args)
+        status = args.func(args) or 0
     except ValueError as e:  # UsageError, and the library's own argument errors
         if os.environ.get("CNNZOO_DEBUG"):
             raise
         print(f"cnnzoo: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CIFAR10_JPEG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests never write to ~/.cache/cnnzoo and never reach for the network."""
+    saved = {k: os.environ.get(k) for k in ("CNNZOO_CACHE", "CNNZOO_OFFLINE")}
+    os.environ["CNNZOO_CACHE"] = str(tmp_path_factory.mktemp("cnnzoo-cache"))
+    os.environ["CNNZOO_OFFLINE"] = "1"
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg(tmp_path_factory) -> Path:
+    """The first 40 CIFAR-10 JPEGs of every class and split (800 files), unpacked once per session."""
+    if not CIFAR10_JPEG.is_file():
+        pytest.skip(f"CIFAR-10 JPEG folders not found at {CIFAR10_JPEG} (development data beside the project)")
+    out = tmp_path_factory.mktemp("cifar10-jpeg")
+    with tarfile.open(CIFAR10_JPEG) as tar:
+        members = [m for m in tar if m.isfile() and m.name.endswith(".jpg") and int(Path(m.name).stem) < 40]
+        tar.extractall(out, members=members, filter="data")
+    return out / "cifar10"
+
+
+def write_image(path: Path, size=(40, 40), mode="RGB", seed=0, fmt=None) -> Path:
+    """A random image of ``size`` in ``mode`` (RGB, RGBA, L, CMYK, ...) saved at ``path``."""
+    rng = np.random.default_rng(seed)
+    channels = len(Image.new(mode, (1, 1)).getbands())
+    pixels = rng.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+    image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, "L" if channels == 1 else None)
+    if channels > 1 and image.mode != mode:
+        image = Image.frombytes(mode, size, pixels.tobytes())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt)
+    return path
+
+
+def make_folder(root: Path, classes=("cat", "dog"), per_class=(6, 3), size=(40, 40)) -> Path:
+    """A clean ImageFolder tree: train/<class>/ with per_class[0] images, val/<class>/ with per_class[1]."""
+    seed = 0
+    for split, count in zip(("train", "val"), per_class):
+        for name in classes:
+            for i in range(count):
+                seed += 1
+                write_image(root / split / name / f"{i:03d}.jpg", size=size, seed=seed)
+    return root
+
+
+@pytest.fixture
+def bad_folder(tmp_path) -> Path:
+    """A folder data set holding every kind of bad input of issue 8, made on the fly."""
+    root = make_folder(tmp_path / "bad", classes=("cat", "dog", "fish"))
+    train = root / "train"
+    good = (train / "cat" / "000.jpg").read_bytes()
+    (train / "cat" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (train / "cat" / "zero.jpg").write_bytes(b"")
+    (train / "dog" / "notes.jpg").write_text("these are not pixels\n")
+    write_image(train / "dog" / "alpha.png", mode="RGBA", seed=101)
+    write_image(train / "dog" / "gray.jpg", mode="L", seed=102)
+    write_image(train / "fish" / "cmyk.jpg", mode="CMYK", seed=103)
+    (train / "eel").mkdir()  # an empty class folder
+    for path in (root / "val" / "fish").iterdir():  # fish: present in train, missing in val
+        path.unlink()
+    (root / "val" / "fish").rmdir()
+    return root
