@@ -1,3 +1,3 @@
 """One module per paper family; importing them registers their models."""
 
-from . import resnet  # noqa: F401
+from . import alexnet, densenet, lenet, resnet, vgg  # noqa: F401
