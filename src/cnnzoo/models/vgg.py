@@ -12,6 +12,7 @@ weights.
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from torch import Tensor, nn
@@ -58,12 +59,13 @@ class VGG(ImageClassifier):
         super().__init__()
         features, channels = [], in_chans
         for layer in layers:
+            conv = re.fullmatch(r"conv(\d+)-(\d+)", layer)
             if layer == "maxpool":
                 features.append(nn.MaxPool2d(2, stride=2))
             elif layer == "LRN":  # A-LRN: "the LRN layer parameters are those of (Krizhevsky et al., 2012)"
                 features.append(LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0))
-            elif layer.startswith("conv"):
-                size, width = (int(v) for v in layer.removeprefix("conv").split("-"))
+            elif conv:
+                size, width = int(conv[1]), int(conv[2])
                 features.append(nn.Conv2d(channels, width, size, padding=size // 2))
                 features += [nn.BatchNorm2d(width), nn.ReLU(inplace=True)] if batch_norm else [nn.ReLU(inplace=True)]
                 channels = width
