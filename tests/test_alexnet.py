@@ -87,3 +87,10 @@ def test_torchvision_weights_give_same_logits():
     torch.manual_seed(0)
     assert cnnzoo.min_input_size("alexnet_tv") == 63
     assert_same_logits("alexnet_tv", torchvision.models.alexnet(), size=63)
+
+
+def test_paper_alexnet_rejects_other_input_sizes_clearly():
+    with torch.device("meta"):
+        model = cnnzoo.create_model("alexnet")
+        with pytest.raises(ValueError, match="fc6 needs 6x6 pool5 maps, got 8x8: feed 227x227"):
+            model(torch.zeros(1, 3, 300, 300))

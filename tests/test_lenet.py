@@ -86,3 +86,8 @@ def test_input_normalisation_is_the_papers():
     assert cfg.input_size == (1, 32, 32) and cfg.num_classes == 10
     normalise = lambda p: (p - cfg.mean[0]) / cfg.std[0]  # noqa: E731
     assert normalise(0.0) == pytest.approx(-0.1) and normalise(1.0) == pytest.approx(1.175)
+
+
+def test_other_input_sizes_are_a_clear_error():
+    with pytest.raises(ValueError, match="F6 needs 1x1 C5 maps, got 9x9: LeNet-5 takes 32x32 images"):
+        cnnzoo.create_model("lenet5")(torch.zeros(1, 1, 64, 64))

@@ -100,7 +100,11 @@ class AlexNet(ImageClassifier):
         return self.pool(self.relu(self.conv5(x)))  # N x 256 x 6 x 6
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.avgpool(x).flatten(1)  # N x 9216
+        x = self.avgpool(x)
+        if x.shape[-2:] != (6, 6):
+            raise ValueError(f"fc6 needs 6x6 pool5 maps, got {x.shape[-2]}x{x.shape[-1]}: feed 227x227 images "
+                             "(the paper's network), or build with pool_to=6 (as alexnet_tv) for other sizes")
+        x = x.flatten(1)  # N x 9216
         if self.dropout_before_fc:
             x = self.relu(self.fc6(self.drop6(x)))
             x = self.relu(self.fc7(self.drop7(x)))

@@ -156,6 +156,9 @@ class LeNet5(ImageClassifier):
         return self.act(self.c5(x))  # N x 120 x 1 x 1
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        if x.shape[-2:] != (1, 1):
+            raise ValueError(f"F6 needs 1x1 C5 maps, got {x.shape[-2]}x{x.shape[-1]}: LeNet-5 takes 32x32 images "
+                             "(pad 28x28 MNIST digits by 2 pixels)")
         x = self.act(self.f6(x.flatten(1)))  # N x 84
         return x if pre_logits else self.output(x)
 
