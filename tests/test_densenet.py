@@ -74,7 +74,7 @@ def test_memory_efficient_matches_the_plain_model():
 
 
 def test_memory_efficient_keeps_less_for_backward():
-    """DenseNet-BC-100-12: the stored concatenations and their BN-ReLU outputs grow as L^2; the recomputed ones do not."""
+    """DenseNet-BC-100-12: stored concatenations and their BN-ReLU outputs grow as L^2; recomputed ones do not."""
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
     plain = cnnzoo.create_model("densenet_bc_100_12").train()

@@ -90,7 +90,7 @@ class AlexNet(ImageClassifier):
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
             for m in (self.conv2, self.conv4, self.conv5, self.fc6, self.fc7):
-                nn.init.ones_(m.bias)  # "accelerates the early stages of learning by providing the ReLUs with positive inputs"
+                nn.init.ones_(m.bias)  # positive inputs to the ReLUs speed up early learning (Section 5)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.pool(self.norm1(self.relu(self.conv1(x))))  # N x 96 x 27 x 27 at 227 (tv: N x 64 x 27 x 27 at 224)

@@ -1,4 +1,6 @@
-"""DenseNet: Huang, Liu, van der Maaten, Weinberger, "Densely Connected Convolutional Networks", CVPR 2017, arXiv 1608.06993.
+"""DenseNet: Huang, Liu, van der Maaten, Weinberger, "Densely Connected Convolutional Networks", CVPR 2017.
+
+arXiv 1608.06993.
 
 Every layer of a dense block receives the concatenation of all earlier
 feature maps of the block and adds k (the growth rate) maps of its own. The
@@ -40,7 +42,7 @@ PAPER = dict(paper="Densely Connected Convolutional Networks", arxiv="1608.06993
 SINGLE_CROP = "single crop, ImageNet val"
 CIFAR = dict(PAPER, input_size=(3, 32, 32), num_classes=10, mean=CIFAR10_MEAN, std=CIFAR10_STD)
 
-# Layers per dense block (Table 1) and growth rate k.
+# Layers per dense block: Table 1 (k = 32), and the released DenseNet-161 (k = 48).
 _IN_BLOCKS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32), 264: (6, 12, 64, 48),
               161: (6, 12, 36, 24)}
 
@@ -125,7 +127,8 @@ class DenseNet(ImageClassifier):
         bn_size: the bottleneck 1x1 conv outputs ``bn_size * k`` maps (4 in the paper).
         compression: theta, a transition outputs floor(theta * m) of its m input maps.
         stem: ``"imagenet"`` (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) or ``"cifar"`` (one 3x3 conv).
-        drop_rate: dropout after each dense layer's 3x3 conv (the paper's 0.2 for CIFAR without augmentation).
+        drop_rate: dropout after each dense layer's 3x3 conv, as torchvision (the paper uses 0.2 on CIFAR
+            without augmentation, after every conv but the first: also the 1x1s and the transitions').
         memory_efficient: recompute each dense layer's concatenation-BN-ReLU-1x1 conv in backward.
     """
 

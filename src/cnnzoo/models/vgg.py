@@ -1,4 +1,6 @@
-"""VGG: Simonyan, Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition", ICLR 2015, arXiv 1409.1556.
+"""VGG: Simonyan, Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition", ICLR 2015.
+
+arXiv 1409.1556.
 
 The configurations A-E of Table 1: stacks of 3x3 convolutions (stride 1,
 padding 1) with a ReLU after each, five 2x2/2 max-pools, then FC-4096,
@@ -62,7 +64,7 @@ class VGG(ImageClassifier):
             conv = re.fullmatch(r"conv(\d+)-(\d+)", layer)
             if layer == "maxpool":
                 features.append(nn.MaxPool2d(2, stride=2))
-            elif layer == "LRN":  # A-LRN: "the LRN layer parameters are those of (Krizhevsky et al., 2012)"
+            elif layer == "LRN":  # A-LRN, with Krizhevsky et al.'s LRN parameters (Section 2.1)
                 features.append(LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0))
             elif conv:
                 size, width = int(conv[1]), int(conv[2])
@@ -110,7 +112,8 @@ class VGG(ImageClassifier):
 @register_converter(VGG, "torchvision")
 def _from_torchvision(state_dict: dict) -> dict:
     # Checkpoints saved before PyTorch 0.4 have no BatchNorm num_batches_tracked buffer.
-    return fill_bn_counters(rename_modules(state_dict, {"classifier.0": "fc6", "classifier.3": "fc7", "classifier.6": "fc8"}))
+    names = {"classifier.0": "fc6", "classifier.3": "fc7", "classifier.6": "fc8"}
+    return fill_bn_counters(rename_modules(state_dict, names))
 
 
 def _vgg(config: str, **kwargs) -> VGG:
