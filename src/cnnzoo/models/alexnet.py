@@ -70,8 +70,8 @@ class AlexNet(ImageClassifier):
         self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, groups=g4)
         self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, groups=g5)
         self.relu = nn.ReLU(inplace=True)
-        # The paper's two GPUs normalise their own 48 (or 128) maps each; one LRN across all
-        # channels (as Caffe's reference model does) differs only for the two maps at the split.
+        # The paper's two GPUs normalise their own 48 (or 128) maps each; one LRN across all channels
+        # (as Caffe's reference model does) differs only for the maps within n/2 = 2 of the split.
         self.norm1 = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
         self.norm2 = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
         self.pool = nn.MaxPool2d(3, stride=2)  # overlapping: z=3, s=2
