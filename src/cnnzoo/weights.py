@@ -21,6 +21,25 @@ def register_converter(model_cls: type, source: str) -> Callable[[Converter], Co
     return register
 
 
+def rename_modules(state_dict: Mapping[str, Tensor], names: Mapping[str, str]) -> dict[str, Tensor]:
+    """Move each tensor whose owning module is a key of ``names`` (e.g. ``"classifier.6"``) to the new name."""
+    renamed = {}
+    for key, value in state_dict.items():
+        module, _, leaf = key.rpartition(".")
+        renamed[f"{names[module]}.{leaf}" if module in names else key] = value
+    return renamed
+
+
+def fill_bn_counters(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Add a zero ``num_batches_tracked`` beside every BatchNorm ``running_mean`` that lacks one.
+
+    Checkpoints saved before PyTorch 0.4 have no such buffer; ``nn.BatchNorm2d`` itself fills in 0 then.
+    """
+    for key in [k for k in state_dict if k.endswith(".running_mean")]:
+        state_dict.setdefault(key.removesuffix("running_mean") + "num_batches_tracked", torch.tensor(0))
+    return state_dict
+
+
 def _converter(model: nn.Module, source: str) -> Converter:
     for cls in type(model).__mro__:
         if (cls, source) in _CONVERTERS:

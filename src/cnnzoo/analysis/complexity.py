@@ -67,7 +67,7 @@ def min_input_size(name: str, **kwargs) -> int:
         try:
             model(torch.zeros(1, cfg.in_chans, size, size, device="meta"))
             return True
-        except RuntimeError:
+        except (RuntimeError, ValueError):  # torch's shape errors; a family's own input-size check
             return False
 
     cfg = model_cfg(name)

@@ -1,0 +1,83 @@
+import copy
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import cnnzoo
+from cnnzoo.analysis.memory import saved_activation_bytes
+from cnnzoo.models.densenet import DenseNet
+from peers import assert_same_logits, randomize_batchnorm
+
+torchvision = pytest.importorskip("torchvision")
+
+
+# densenet121 at batch 2; the bigger ones at batch 1. All at 29x29, the smallest input they take.
+@pytest.mark.parametrize("name", ["densenet121", "densenet161", "densenet169", "densenet201"])
+def test_torchvision_weights_give_same_logits(name):
+    torch.manual_seed(0)
+    assert_same_logits(name, getattr(torchvision.models, name)(), size=29, batch=2 if name == "densenet121" else 1)
+
+
+def test_imports_torchvisions_published_checkpoint_names():
+    """The published .pth files say "norm.1" for "norm1" and, older than PyTorch 0.4, lack num_batches_tracked."""
+    torch.manual_seed(0)
+    peer = randomize_batchnorm(torchvision.models.densenet121()).eval()
+    old = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v
+           for k, v in peer.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    ours = cnnzoo.import_weights(cnnzoo.create_model("densenet121"), old, source="torchvision").eval()
+    x = torch.randn(1, 3, 29, 29)
+    with torch.no_grad():
+        assert (ours(x) - peer(x)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("name, depth, features", [
+    ("densenet_bc_100_12", 100, 342), ("densenet_bc_250_24", 250, 1734), ("densenet_bc_190_40", 190, 2190)])
+def test_cifar_depth_and_compression(name, depth, features):
+    """L counts every conv and the FC; each transition halves the channels (theta = 0.5)."""
+    with torch.device("meta"):
+        model = cnnzoo.create_model(name)
+    assert sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules()) == depth
+    assert model.num_features == features
+    n, k = (depth - 4) // 6, model.features.conv0.out_channels // 2
+    after_block1 = 2 * k + n * k
+    assert model.features.transition1.conv.out_channels == after_block1 // 2
+
+
+def train_step(model, x):
+    model.train()
+    model.zero_grad()
+    model(x).logsumexp(1).sum().backward()
+    return {n: p.grad for n, p in model.named_parameters()}
+
+
+def test_memory_efficient_matches_the_plain_model():
+    """Same outputs, gradients and BN running statistics (each batch counted once) after a training step."""
+    torch.manual_seed(0)
+    plain = DenseNet(growth_rate=6, block_config=(3, 4), num_init_features=12, stem="cifar", num_classes=5)
+    efficient = copy.deepcopy(plain)
+    for m in efficient.modules():
+        if hasattr(m, "memory_efficient"):
+            m.memory_efficient = True
+    x = torch.randn(4, 3, 16, 16)
+    grads, grads_efficient = train_step(plain, x), train_step(efficient, x)
+    for name, g in grads.items():
+        assert torch.allclose(grads_efficient[name], g, atol=1e-5), name
+    for (name, b), b_efficient in zip(plain.state_dict().items(), efficient.state_dict().values()):
+        assert torch.allclose(b_efficient.float(), b.float(), atol=1e-6), name
+    assert plain.features.denseblock1.denselayer1.norm1.num_batches_tracked == 1
+    plain.eval(), efficient.eval()
+    with torch.no_grad():
+        assert torch.allclose(efficient(x), plain(x), atol=1e-5)
+
+
+def test_memory_efficient_keeps_less_for_backward():
+    """DenseNet-BC-100-12: stored concatenations and their BN-ReLU outputs grow as L^2; recomputed ones do not."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    plain = cnnzoo.create_model("densenet_bc_100_12").train()
+    efficient = cnnzoo.create_model("densenet_bc_100_12", memory_efficient=True).train()
+    kept, kept_efficient = saved_activation_bytes(plain, x), saved_activation_bytes(efficient, x)
+    assert kept_efficient < 0.5 * kept

@@ -1,0 +1,57 @@
+import pytest
+import torch
+from torch import nn
+
+import cnnzoo
+from cnnzoo.layers import LocalResponseNorm
+from cnnzoo.models.vgg import VGG
+from peers import assert_same_logits
+
+torchvision = pytest.importorskip("torchvision")
+
+
+def meta(name):
+    with torch.device("meta"):
+        return cnnzoo.create_model(name)
+
+
+@pytest.mark.parametrize(
+    "name, weight_layers, n_1x1",
+    [("vgg11", 11, 0), ("vgg11_lrn", 11, 0), ("vgg13", 13, 0), ("vgg16_c", 16, 3), ("vgg16", 16, 0), ("vgg19", 19, 0)],
+)
+def test_table_1_depths(name, weight_layers, n_1x1):
+    """The 'weight layers' row of Table 1 (convs + 3 FC), and configuration C's three 1x1 convs."""
+    model = meta(name)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    fcs = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) + len(fcs) == weight_layers and len(fcs) == 3
+    assert sum(m.kernel_size == (1, 1) for m in convs) == n_1x1
+    pools = [m for m in model.features if isinstance(m, nn.MaxPool2d)]
+    assert len(pools) == 5
+
+
+def test_config_c_has_1x1_where_d_has_3x3():
+    c, d = meta("vgg16_c"), meta("vgg16")
+    kernels = lambda m: [conv.kernel_size[0] for conv in m.features if isinstance(conv, nn.Conv2d)]  # noqa: E731
+    assert [i for i, (a, b) in enumerate(zip(kernels(c), kernels(d))) if a != b] == [6, 9, 12]
+    assert kernels(c)[6] == 1 and kernels(d)[6] == 3
+
+
+def test_a_lrn_normalises_after_the_first_conv():
+    model = meta("vgg11_lrn")
+    assert [type(m) for m in model.features[:4]] == [nn.Conv2d, nn.ReLU, LocalResponseNorm, nn.MaxPool2d]
+    assert (model.features[2].size, model.features[2].alpha, model.features[2].k) == (5, 1e-4, 2.0)
+
+
+def test_unknown_layer_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown VGG layer 'conv3x64'"):
+        VGG(["conv3x64"])
+
+
+# Every VGG torchvision has. vgg11 and vgg16_bn run at 32x32 (the smallest input), the rest at
+# batch 1: each costs mainly the two 100M-parameter FC layers, whatever the input.
+@pytest.mark.parametrize("name", ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"])
+def test_torchvision_weights_give_same_logits(name):
+    torch.manual_seed(0)
+    peer = getattr(torchvision.models, name)()
+    assert_same_logits(name, peer, size=32, batch=2 if name in ("vgg11", "vgg16_bn") else 1)
