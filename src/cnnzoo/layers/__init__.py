@@ -1,4 +1,5 @@
 """Small blocks shared by the families."""
 
+from .concat import Concat
 from .conv import ConvBnAct, conv1x1, conv3x3
 from .drop import StochasticDepth, seed_gates, survival_probs

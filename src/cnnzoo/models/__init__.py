@@ -1,3 +1,4 @@
 """One module per paper family; importing them registers their models."""
 
+from . import inception_resnet  # noqa: F401
 from . import resnet  # noqa: F401
