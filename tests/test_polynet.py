@@ -1,9 +1,13 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 import cnnzoo
 from cnnzoo.analysis import count_macs, count_params
+from cnnzoo.analysis.complexity import module_macs
 from cnnzoo.layers import StochasticDepth, seed_gates
 from cnnzoo.models.polynet import KINDS, InceptionBlock, PolyInception, PolyNet, insert_init
 
@@ -123,6 +127,28 @@ def test_dropped_paths_get_no_gradient_and_gates_follow_the_shared_generator():
     assert not any(grads[2])
 
 
+@pytest.mark.parametrize("kind", ["poly-3", "mpoly-3", "3-way", "poly-2"])
+def test_expected_saved_macs_matches_the_gate_patterns(kind):
+    """The saving ``cnnzoo info --drop-path-rate`` reports equals the average over every gate pattern."""
+    mod = module(kind).eval()
+    n = KINDS[kind].paths
+    probs = [0.9, 0.6, 0.3][:n]
+    for gate, p in zip(mod.drop_paths, probs):
+        gate.survival_prob = p
+    full = module_macs(mod, (384, 5, 5))
+    expected = 0.0
+    for pattern in range(2**n):
+        keep = [bool(pattern >> k & 1) for k in range(n)]
+        for gate, kept in zip(mod.drop_paths, keep):
+            gate.open = lambda kept=kept: kept
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            mod(torch.rand(1, 384, 5, 5))
+        chance = math.prod(p if k else 1 - p for p, k in zip(probs, keep))
+        expected += chance * counter.get_total_flops() // 2
+    assert full[""] - mod.expected_saved_macs(full, "") == pytest.approx(expected)
+    assert mod.expected_saved_macs(full, "") > 0
+
+
 def test_eval_runs_every_path_scaled_by_survival():
     mod = module("poly-3", p=0.6).eval()
     x = F.relu(torch.randn(1, 384, 5, 5))
@@ -233,3 +259,13 @@ def test_pretrainedmodels_weights_give_same_logits():
     x = torch.randn(1, 3, 331, 331)  # the release pools a fixed 9 x 9 map: 331 is the smallest input it takes
     with torch.no_grad():
         assert (ours(x) - peer(x)).abs().max() <= 1e-4
+
+
+def test_info_reports_paths_and_their_saving(capsys):
+    from cnnzoo.cli import main
+
+    assert main(["info", "polynet_363_b_poly3", "--drop-path-rate", "0.5"]) == 0
+    out = capsys.readouterr().out
+    # 12 modules: 3 + 3 1-way paths in A and C, 6 x 3 poly-3 paths in B; p_l = 1 - l / 24 over the modules
+    assert "24 paths, expected active E[L~] = 17.50" in out
+    assert "100.0% of the full" not in out

@@ -30,6 +30,7 @@ chosen per position: see ``PolyNet`` and the registered names at the end.
 
 from __future__ import annotations
 
+import math
 import re
 from functools import partial
 from typing import Callable, Literal, NamedTuple, Sequence
@@ -179,6 +180,19 @@ class PolyInception(nn.Module):
                 if kept:
                     out = out + self.drop_paths[k].weigh(self.beta * self.path(k, x))
         return F.relu(out)  # not in place: with every path dropped, out is x
+
+    def expected_saved_macs(self, macs: dict[str, int], name: str) -> float:
+        """MACs a "batch"-mode training pass skips on average, from this module's eval-mode ``module_macs``.
+
+        A parallel path runs with its survival p_k; a cascade's order k runs when it or any later order is kept.
+        """
+        p = [gate.survival_prob for gate in self.drop_paths]
+        runs = [1 - math.prod(1 - q for q in p[k:]) for k in range(len(p))] if self.cascade else p
+        prefix = f"{name}." if name else ""
+        evals = [macs.get(f"{prefix}blocks.{b}", 0) for b in range(len(self.blocks))]
+        # poly-N: F is evaluated once per order, each time at the same shapes
+        per_path = [evals[0] / len(p)] * len(p) if len(self.blocks) == 1 else evals
+        return sum((1 - r) * m for r, m in zip(runs, per_path))
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, beta={self.beta}"
