@@ -5,23 +5,14 @@ import cnnzoo
 from cnnzoo.analysis import count_params
 from cnnzoo.layers import StochasticDepth, seed_gates
 from cnnzoo.models.inception_resnet import Block8, Block17, Block35, InceptionResNetV2
+from helpers import randomize_bn
 
 timm = pytest.importorskip("timm")
 
 
-def randomize_bn_statistics(model):
-    """Non-trivial running statistics, so a mis-mapped BN buffer changes the logits."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-
-
 def test_timm_weights_give_same_logits():
     torch.manual_seed(0)
-    peer = timm.create_model("inception_resnet_v2").eval()
-    randomize_bn_statistics(peer)
+    peer = randomize_bn(timm.create_model("inception_resnet_v2")).eval()
     ours = cnnzoo.import_weights(cnnzoo.create_model("inception_resnet_v2"), peer.state_dict(), source="timm").eval()
     x = torch.randn(1, 3, 75, 75)  # the smallest input both accept
     with torch.no_grad():

@@ -10,18 +10,7 @@ from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import module_macs
 from cnnzoo.layers import StochasticDepth, seed_gates
 from cnnzoo.models.polynet import KINDS, InceptionBlock, PolyInception, PolyNet, insert_init
-
-
-def randomize_bn(model):
-    """Non-trivial BN statistics and affine weights, so a mis-mapped BN changes the output."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-    return model
+from helpers import randomize_bn
 
 
 def meta(name, **kwargs):
