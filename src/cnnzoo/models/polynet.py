@@ -6,8 +6,8 @@ blocks F, G, H (the residual branches of Inception-ResNet-v2's stage it sits
 in) to the identity I; every non-identity path is scaled by beta (0.3) and the
 sum goes through a ReLU:
 
-    2-way   I + F + G          poly-2   I + F + F^2     mpoly-2  I + F + GF
-    3-way   I + F + G + H      poly-3   I + F + F^2 + F^3   mpoly-3  I + F + GF + HGF
+    2-way   I + F + G         poly-2   I + F + F^2          mpoly-2   I + F + GF
+    3-way   I + F + G + H     poly-3   I + F + F^2 + F^3    mpoly-3   I + F + GF + HGF
 
 plus ``1-way`` (I + F, the plain Inception-ResNet unit) for the unchanged
 stages. The cascades (poly, mpoly) are computed as such: order k applies one
@@ -26,6 +26,10 @@ The network is Inception-ResNet-v2 in the layout of the PolyNet release
 (Inception-v4 stem to 384 channels, stages of 384 / 1152 / 2048 channels, a
 BN after each block's final 1x1, BN eps 1e-5), with the modules of each stage
 chosen per position: see ``PolyNet`` and the registered names at the end.
+The ablation networks use this layout too, as the paper's own Inception-ResNet-v2
+(of which the release is the deepest instance), rather than the TF-slim release
+of ``cnnzoo.models.inception_resnet`` (320 / 1088 / 2080 channels, no BN after
+the final 1x1): our choice, since the paper does not list its layers.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from .base import ImageClassifier
 
 PAPER = dict(paper="PolyNet: A Pursuit of Structural Diversity in Very Deep Networks", arxiv="1611.05725")
 VERY_DEEP = dict(PAPER, input_size=331, top1_err=18.71, top5_err=4.25, eval_note="single crop, ImageNet val")
-# The ablations (Section 5) train the reduced networks at Inception-ResNet-v2's 299 x 299.
+# The ablation networks are registered at Inception-ResNet-v2's 299 x 299 input.
 ABLATION = dict(PAPER, input_size=299)
 
 
@@ -77,7 +81,7 @@ STAGE_BLOCKS = {
     "C": (2048, (((192, 1, 0), (224, (1, 3), (0, 1)), (256, (3, 1), (1, 0))), ((192, 1, 0),))),
 }
 
-# Very Deep PolyNet (Section 6): stage A 10 x 2-way, B 10 x (poly-3, 2-way), C 5 x (poly-3, 2-way).
+# Very Deep PolyNet: stage A 10 x 2-way, B 10 x (poly-3, 2-way), C 5 x (poly-3, 2-way).
 VERY_DEEP_DEPTHS = (10, 20, 10)
 VERY_DEEP_KINDS = ("2-way", ("poly-3", "2-way"), ("poly-3", "2-way"))
 # The release multiplies the paths of its 40 modules by factors falling linearly from 1 to 0.7 (printed to
@@ -354,9 +358,9 @@ def _from_pretrainedmodels(state_dict: dict) -> dict:
 
 
 def insert_init(shallow: PolyNet, deep: PolyNet) -> PolyNet:
-    """Initialization by insertion (Section 6): start ``deep`` from a trained ``shallow`` PolyNet.
+    """Initialization by insertion: start ``deep`` from a trained ``shallow`` PolyNet.
 
-    The stem, reductions and head are copied. In each stage, shallow's modules
+    The paper trains Very Deep PolyNet this way, inserting new modules into a trained shallower net. The stem, reductions and head are copied. In each stage, shallow's modules
     keep their order and are spread over deep's (module i goes to the first
     free position of its kind at or after i * deep_depth / shallow_depth); each
     keeps its trained weights and its beta. Every other module of deep is
@@ -404,13 +408,13 @@ def polynet_shared(**kwargs) -> PolyNet:
     return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, RELEASED_BETAS, poly_sharing="full", **kwargs)
 
 
-# The ablation networks (Section 5), registered as polynet_<depths>[_<stage>_<kind>]: the depths without
+# The ablation networks (Section 3.2), registered as polynet_<depths>[_<stage>_<kind>]: the depths without
 # separators (363 = IR 3-6-3), then the stage whose modules are all replaced and the kind without its hyphen.
 # polynet_363 is the IR 3-6-3 baseline itself (every module 1-way, i.e. the Inception-ResNet unit), and
 # polynet_363_b_poly3 is IR 3-6-3 with its six stage-B units replaced by poly-3 modules. All use beta = 0.3
 # and poly-N with F fully shared.
 SINGLE_STAGE_KINDS = ("2-way", "3-way", "poly-2", "poly-3", "mpoly-2", "mpoly-3")
-# Section 5.3 mixes designs within stage B of IR 6-12-6: (3-way, mpoly-3, 2-way) repeated. This order is our
+# The paper then mixes designs within stage B of IR 6-12-6: (3-way, mpoly-3, 2-way) repeated. This order is our
 # reading of the paper; any other mix is one call: PolyNet((6, 12, 6), ("1-way", (...), "1-way")).
 MIXED_B = ("3-way", "mpoly-3", "2-way")
 
