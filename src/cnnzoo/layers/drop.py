@@ -11,6 +11,10 @@ shorter training comes from. At evaluation every branch runs, scaled by p_l.
 by p_l during training and evaluation applies no scaling (the expected output
 is the same; eval-time code is then free of p_l).
 
+Multi-path modules (PolyNet's stochastic paths) give each path its own gate
+and call ``open()`` (compute this path?) and ``weigh()`` (its contribution)
+themselves, since a cascade may need a dropped path's output for a later one.
+
 ``"row"`` mode draws one gate per sample (timm's ``DropPath``, torchvision's
 ``StochasticDepth(mode="row")``): the branch is always computed for the whole
 batch and then masked, so it regularises but saves no compute.
