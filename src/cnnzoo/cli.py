@@ -95,7 +95,11 @@ def cmd_info(args: argparse.Namespace) -> None:
             raise UsageError(f"{args.name} has no residual blocks to drop; --drop-path-rate applies to residual families")
         expected = sum(m.survival_prob for _, m in gates)
         saved = sum((1 - m.survival_prob) * macs.get(n, 0) for n, m in gates)
-        print(f"  {'stoch. depth':<13}{len(gates)} blocks, expected active E[L~] = {expected:.2f}"
+        # Multi-path modules (PolyNet) gate paths whose work runs outside the gates: they report their own saving.
+        multi_path = [(n, m) for n, m in model.named_modules() if hasattr(m, "expected_saved_macs")]
+        saved += sum(m.expected_saved_macs(macs, n) for n, m in multi_path)
+        unit = "paths" if multi_path else "blocks"
+        print(f"  {'stoch. depth':<13}{len(gates)} {unit}, expected active E[L~] = {expected:.2f}"
               f" (p_L = {1 - args.drop_path_rate:g}, {gates[0][1].mode} mode)")
         if gates[0][1].mode == "batch":
             print(f"  {'train MACs':<13}{(macs[''] - saved) / 1e9:.3f} G expected per image,"

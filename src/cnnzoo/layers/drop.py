@@ -11,6 +11,10 @@ shorter training comes from. At evaluation every branch runs, scaled by p_l.
 by p_l during training and evaluation applies no scaling (the expected output
 is the same; eval-time code is then free of p_l).
 
+Multi-path modules (PolyNet's stochastic paths) give each path its own gate
+and call ``open()`` (compute this path?) and ``weigh()`` (its contribution)
+themselves, since a cascade may need a dropped path's output for a later one.
+
 ``"row"`` mode draws one gate per sample (timm's ``DropPath``, torchvision's
 ``StochasticDepth(mode="row")``): the branch is always computed for the whole
 batch and then masked, so it regularises but saves no compute.
@@ -82,6 +86,16 @@ class StochasticDepth(nn.Module):
             self._open = torch.rand((), generator=gate_generator).item() < self.survival_prob
         return self._open
 
+    def open(self) -> bool:
+        """Whether the branch runs in this pass: False only for a closed gate in "batch" training mode.
+
+        Draws a gate exactly when one is needed, so multi-path modules that ask
+        each path's gate in turn consume the generator as single blocks do.
+        """
+        if not self.training or self.survival_prob == 1.0 or self.mode == "row":
+            return True
+        return self.gate()
+
     def scale(self, branch_out: Tensor) -> Tensor:
         """Scale an open branch: by p_l at eval (paper), or by 1/p_l in training (inverted)."""
         p = self.survival_prob
@@ -91,16 +105,17 @@ class StochasticDepth(nn.Module):
             return branch_out / p if self.inverted else branch_out
         return branch_out if self.inverted else branch_out * p
 
+    def weigh(self, branch_out: Tensor) -> Tensor:
+        """What an open branch adds to the sum: the per-sample mask in "row" training mode, then ``scale``."""
+        if self.training and self.mode == "row" and self.survival_prob < 1.0:
+            # One gate per sample; these need not agree across DDP ranks (each holds other samples).
+            keep = branch_out.new_empty(branch_out.shape[0], *(1,) * (branch_out.ndim - 1))
+            branch_out = branch_out * keep.bernoulli_(self.survival_prob)
+        return self.scale(branch_out)
+
     def forward(self, shortcut: Tensor, branch: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         """``shortcut + branch(x)``; in "batch" training mode a closed gate returns ``shortcut`` without calling ``branch``."""
-        if not self.training or self.survival_prob == 1.0:
-            return shortcut + self.scale(branch(x))
-        if self.mode == "batch":
-            return shortcut + self.scale(branch(x)) if self.gate() else shortcut
-        out = branch(x)
-        # One gate per sample; these need not agree across DDP ranks (each holds other samples).
-        keep = out.new_empty(out.shape[0], *(1,) * (out.ndim - 1)).bernoulli_(self.survival_prob)
-        return shortcut + self.scale(out * keep)
+        return shortcut + self.weigh(branch(x)) if self.open() else shortcut
 
     def extra_repr(self) -> str:
         return f"survival_prob={self.survival_prob:.4f}, mode={self.mode}, inverted={self.inverted}"

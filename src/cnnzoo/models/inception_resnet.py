@@ -1,0 +1,229 @@
+"""Inception-ResNet-v2: Szegedy, Ioffe, Vanhoucke, Alemi, "Inception-v4, Inception-ResNet and the Impact of
+Residual Connections on Learning", AAAI 2017, arXiv 1602.07261.
+
+Built in the released layout (the TF-slim checkpoint that timm and Keras
+port), which the pretrained weights need. It differs from the paper's
+figures: the stem ends in ``Mixed_5b`` (320 channels) instead of the
+Inception-v4 stem of Figure 3, the stages are 10-20-10 blocks instead of the
+figure's 5-10-5, and a 1x1 conv widens the last map to 1536 channels before
+pooling. Every residual block is scaled (Section 3.3: "scaling down the
+residuals before adding them", factors 0.1 to 0.3; the release uses 0.17,
+0.10, 0.20 in stages A, B, C) and can be dropped with stochastic depth
+(Huang et al. 2016, arXiv 1603.09382), see ``cnnzoo.layers.drop``.
+
+Names follow timm's (``Block35 / Block17 / Block8``, ``repeat``, ``mixed_6a``,
+...), so timm's weights load by name.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import Concat, ConvBnAct, StochasticDepth, survival_probs
+from ..registry import register_model
+from ..weights import register_converter
+from .base import ImageClassifier
+
+PAPER = dict(paper="Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning",
+             arxiv="1602.07261", input_size=299, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+             top1_err=19.9, top5_err=4.9, eval_note="single crop, ImageNet val")
+
+# Blocks in stages A, B, C (Block35, Block17, Block8) and their residual scales.
+RELEASED_DEPTHS = (10, 20, 10)
+PAPER_DEPTHS = (5, 10, 5)  # the paper's overall schema, which PolyNet calls "IR 5-10-5"
+RELEASED_SCALES = (0.17, 0.10, 0.20)
+
+ConvBlock = Callable[..., nn.Module]
+
+
+class InceptionResidual(nn.Module):
+    """act(x + scale * conv2d(concat(branches(x)))), the residual branch gated by stochastic depth.
+
+    ``conv2d`` is the linear 1x1 that restores the width (a biased conv, no BN, in the release).
+    """
+
+    def __init__(self, scale: float, drop_path: StochasticDepth | None, no_relu: bool):
+        super().__init__()
+        self.scale = scale
+        self.drop_path = drop_path or StochasticDepth()
+        # Not in place: a dropped block returns x itself.
+        self.act = nn.Identity() if no_relu else nn.ReLU()
+
+    def branches(self) -> tuple[nn.Module, ...]:
+        raise NotImplementedError
+
+    def residual(self, x: Tensor) -> Tensor:
+        return self.conv2d(torch.cat([branch(x) for branch in self.branches()], 1)) * self.scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.drop_path(x, self.residual, x))
+
+
+class Block35(InceptionResidual):
+    """Inception-ResNet-A (35 x 35 grid, 320 channels): 1x1 | 1x1-3x3 | 1x1-3x3-3x3."""
+
+    def __init__(self, scale: float = 1.0, drop_path: StochasticDepth | None = None, no_relu: bool = False,
+                 conv_block: ConvBlock = ConvBnAct):
+        super().__init__(scale, drop_path, no_relu)
+        self.branch0 = conv_block(320, 32, 1)
+        self.branch1 = nn.Sequential(conv_block(320, 32, 1), conv_block(32, 32, 3, padding=1))
+        self.branch2 = nn.Sequential(conv_block(320, 32, 1), conv_block(32, 48, 3, padding=1),
+                                     conv_block(48, 64, 3, padding=1))
+        self.conv2d = nn.Conv2d(128, 320, 1)
+
+    def branches(self) -> tuple[nn.Module, ...]:
+        return self.branch0, self.branch1, self.branch2
+
+
+class Block17(InceptionResidual):
+    """Inception-ResNet-B (17 x 17 grid, 1088 channels): 1x1 | 1x1-1x7-7x1."""
+
+    def __init__(self, scale: float = 1.0, drop_path: StochasticDepth | None = None, no_relu: bool = False,
+                 conv_block: ConvBlock = ConvBnAct):
+        super().__init__(scale, drop_path, no_relu)
+        self.branch0 = conv_block(1088, 192, 1)
+        self.branch1 = nn.Sequential(conv_block(1088, 128, 1), conv_block(128, 160, (1, 7), padding=(0, 3)),
+                                     conv_block(160, 192, (7, 1), padding=(3, 0)))
+        self.conv2d = nn.Conv2d(384, 1088, 1)
+
+    def branches(self) -> tuple[nn.Module, ...]:
+        return self.branch0, self.branch1
+
+
+class Block8(InceptionResidual):
+    """Inception-ResNet-C (8 x 8 grid, 2080 channels): 1x1 | 1x1-1x3-3x1."""
+
+    def __init__(self, scale: float = 1.0, drop_path: StochasticDepth | None = None, no_relu: bool = False,
+                 conv_block: ConvBlock = ConvBnAct):
+        super().__init__(scale, drop_path, no_relu)
+        self.branch0 = conv_block(2080, 192, 1)
+        self.branch1 = nn.Sequential(conv_block(2080, 192, 1), conv_block(192, 224, (1, 3), padding=(0, 1)),
+                                     conv_block(224, 256, (3, 1), padding=(1, 0)))
+        self.conv2d = nn.Conv2d(448, 2080, 1)
+
+    def branches(self) -> tuple[nn.Module, ...]:
+        return self.branch0, self.branch1
+
+
+def mixed_5b(conv_block: ConvBlock) -> Concat:
+    """The end of the released stem: 192 -> 96 + 64 + 96 + 64 = 320 channels at 35 x 35."""
+    return Concat(
+        branch0=conv_block(192, 96, 1),
+        branch1=nn.Sequential(conv_block(192, 48, 1), conv_block(48, 64, 5, padding=2)),
+        branch2=nn.Sequential(conv_block(192, 64, 1), conv_block(64, 96, 3, padding=1),
+                              conv_block(96, 96, 3, padding=1)),
+        branch3=nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+                              conv_block(192, 64, 1)),
+    )
+
+
+def mixed_6a(conv_block: ConvBlock) -> Concat:
+    """Reduction-A (Table 1: k=256, l=256, m=384, n=384): 35 -> 17, 320 -> 384 + 384 + 320 = 1088 channels."""
+    return Concat(
+        branch0=conv_block(320, 384, 3, stride=2),
+        branch1=nn.Sequential(conv_block(320, 256, 1), conv_block(256, 256, 3, padding=1),
+                              conv_block(256, 384, 3, stride=2)),
+        branch2=nn.MaxPool2d(3, stride=2),
+    )
+
+
+def mixed_7a(conv_block: ConvBlock) -> Concat:
+    """Reduction-B: 17 -> 8, 1088 -> 384 + 288 + 320 + 1088 = 2080 channels."""
+    return Concat(
+        branch0=nn.Sequential(conv_block(1088, 256, 1), conv_block(256, 384, 3, stride=2)),
+        branch1=nn.Sequential(conv_block(1088, 256, 1), conv_block(256, 288, 3, stride=2)),
+        branch2=nn.Sequential(conv_block(1088, 256, 1), conv_block(256, 288, 3, padding=1),
+                              conv_block(288, 320, 3, stride=2)),
+        branch3=nn.MaxPool2d(3, stride=2),
+    )
+
+
+class InceptionResNetV2(ImageClassifier):
+    """Inception-ResNet-v2: stem, stages A, B, C of scaled residual Inception blocks, 1x1 to 1536, pool, FC.
+
+    Args:
+        depths: blocks in stages A, B, C (``Block35``, ``Block17``, ``Block8``); the release's 10-20-10,
+            the paper's figure 5-10-5; PolyNet's ablations start from 3-6-3 and 6-12-6.
+        scales: residual scale of the blocks of each stage. The release's last ``Block8`` has no scale
+            and no ReLU (TF-slim's ``block8(activation_fn=None)``); it counts in ``depths[2]``.
+        drop_path_rate, drop_path_mode, drop_path_schedule, drop_path_inverted: stochastic depth over
+            all residual blocks, ``drop_path_rate`` = 1 - p_L; see ``cnnzoo.layers.drop``.
+        conv_block: conv-BN-ReLU builder (BN eps 1e-3 as in TF-slim).
+    """
+
+    classifier = "classif"  # timm's name
+
+    def __init__(
+        self,
+        depths: tuple[int, int, int] = RELEASED_DEPTHS,
+        scales: tuple[float, float, float] = RELEASED_SCALES,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_path_rate: float = 0.0,
+        drop_path_mode: str = "batch",
+        drop_path_schedule: str = "linear",
+        drop_path_inverted: bool = False,
+        conv_block: ConvBlock = ConvBnAct,
+    ):
+        super().__init__()
+        if len(depths) != 3 or min(depths) < 1:
+            raise ValueError(f"depths must be three block counts >= 1 (stages A, B, C), got {depths}")
+        self.conv2d_1a = conv_block(in_chans, 32, 3, stride=2)
+        self.conv2d_2a = conv_block(32, 32, 3)
+        self.conv2d_2b = conv_block(32, 64, 3, padding=1)
+        self.maxpool_3a = nn.MaxPool2d(3, stride=2)
+        self.conv2d_3b = conv_block(64, 80, 1)
+        self.conv2d_4a = conv_block(80, 192, 3)
+        self.maxpool_5a = nn.MaxPool2d(3, stride=2)
+        self.mixed_5b = mixed_5b(conv_block)
+
+        probs = iter(survival_probs(sum(depths), drop_path_rate, drop_path_schedule))
+
+        def blocks(block: type[InceptionResidual], n: int, scale: float) -> list[InceptionResidual]:
+            return [block(scale, StochasticDepth(next(probs), drop_path_mode, drop_path_inverted),
+                          conv_block=conv_block) for _ in range(n)]
+
+        self.repeat = nn.Sequential(*blocks(Block35, depths[0], scales[0]))
+        self.mixed_6a = mixed_6a(conv_block)
+        self.repeat_1 = nn.Sequential(*blocks(Block17, depths[1], scales[1]))
+        self.mixed_7a = mixed_7a(conv_block)
+        self.repeat_2 = nn.Sequential(*blocks(Block8, depths[2] - 1, scales[2]))
+        self.block8 = Block8(1.0, StochasticDepth(next(probs), drop_path_mode, drop_path_inverted),
+                             no_relu=True, conv_block=conv_block)
+        self.num_features = 1536
+        self.conv2d_7b = conv_block(2080, self.num_features, 1)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.classif = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x)))  # N x 64 x 147 x 147 at 299
+        x = self.conv2d_4a(self.conv2d_3b(self.maxpool_3a(x)))  # N x 192 x 71 x 71
+        x = self.mixed_5b(self.maxpool_5a(x))  # N x 320 x 35 x 35
+        x = self.mixed_6a(self.repeat(x))  # N x 1088 x 17 x 17
+        x = self.mixed_7a(self.repeat_1(x))  # N x 2080 x 8 x 8
+        x = self.block8(self.repeat_2(x))
+        return self.conv2d_7b(x)  # N x 1536 x 8 x 8
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.global_pool(x).flatten(1)
+        return x if pre_logits else self.classif(x)
+
+
+@register_converter(InceptionResNetV2, "timm")
+def _from_timm(state_dict: dict) -> dict:
+    return dict(state_dict)  # same names: conv2d_1a ... conv2d_7b, classif
+
+
+@register_model(**PAPER, params=55_843_464, macs=13.16)
+def inception_resnet_v2(**kwargs) -> InceptionResNetV2:
+    return InceptionResNetV2(RELEASED_DEPTHS, **kwargs)
+
+
+# architectures.md gives "about 33.8M" for the figure's depths, not an exact count, so none is claimed.
+@register_model(**PAPER)
+def inception_resnet_v2_paper(**kwargs) -> InceptionResNetV2:
+    """The released blocks at the depths of the paper's schema (5 x A, 10 x B, 5 x C)."""
+    return InceptionResNetV2(PAPER_DEPTHS, **kwargs)

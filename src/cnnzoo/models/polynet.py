@@ -1,0 +1,441 @@
+"""PolyNet: Zhang, Li, Loy, Lin, "PolyNet: A Pursuit of Structural Diversity in Very Deep Networks",
+CVPR 2017, arXiv 1611.05725.
+
+A PolyInception module adds polynomial compositions of Inception-residual
+blocks F, G, H (the residual branches of Inception-ResNet-v2's stage it sits
+in) to the identity I; every non-identity path is scaled by beta (0.3) and the
+sum goes through a ReLU:
+
+    2-way   I + F + G         poly-2   I + F + F^2          mpoly-2   I + F + GF
+    3-way   I + F + G + H     poly-3   I + F + F^2 + F^3    mpoly-3   I + F + GF + HGF
+
+plus ``1-way`` (I + F, the plain Inception-ResNet unit) for the unchanged
+stages. The cascades (poly, mpoly) are computed as such: order k applies one
+block to order k-1's output, so poly-3 evaluates F three times, not six
+(F, F(F), F(F(F)) sharing the earlier results). As in the release, the input
+of each next order is the ReLU of the previous order's (linear) output.
+
+Stochastic paths: in training each non-identity path has its own gate (one
+``cnnzoo.layers.StochasticDepth`` per path, survival p_l falling linearly
+over the network's modules, ``drop_path_rate`` = 1 - p_L). A dropped path is
+not computed; in a cascade an earlier order still runs when a later kept
+order needs it, but nothing past the last kept order does. At evaluation every
+path runs (scaled by p_l unless ``drop_path_inverted``).
+
+The network is Inception-ResNet-v2 in the layout of the PolyNet release
+(Inception-v4 stem to 384 channels, stages of 384 / 1152 / 2048 channels, a
+BN after each block's final 1x1, BN eps 1e-5), with the modules of each stage
+chosen per position: see ``PolyNet`` and the registered names at the end.
+The ablation networks use this layout too, as the paper's own Inception-ResNet-v2
+(of which the release is the deepest instance), rather than the TF-slim release
+of ``cnnzoo.models.inception_resnet`` (320 / 1088 / 2080 channels, no BN after
+the final 1x1): our choice, since the paper does not list its layers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import partial
+from typing import Callable, Literal, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..layers import Concat, ConvBnAct, StochasticDepth, survival_probs
+from ..registry import register_model
+from ..weights import register_converter
+from .base import ImageClassifier
+
+PAPER = dict(paper="PolyNet: A Pursuit of Structural Diversity in Very Deep Networks", arxiv="1611.05725")
+VERY_DEEP = dict(PAPER, input_size=331, top1_err=18.71, top5_err=4.25, eval_note="single crop, ImageNet val")
+# The ablation networks are registered at Inception-ResNet-v2's 299 x 299 input.
+ABLATION = dict(PAPER, input_size=299)
+
+
+class Kind(NamedTuple):
+    """A PolyInception design: its non-identity paths, distinct blocks, and whether the paths cascade."""
+
+    paths: int
+    blocks: int
+    cascade: bool  # path k applies a block to path k-1's output (else every path reads the input)
+
+
+KINDS = {
+    "1-way": Kind(1, 1, False),  # I + F: the Inception-ResNet unit itself
+    "2-way": Kind(2, 2, False),  # I + F + G
+    "3-way": Kind(3, 3, False),  # I + F + G + H
+    "poly-2": Kind(2, 1, True),  # I + F + F^2
+    "poly-3": Kind(3, 1, True),  # I + F + F^2 + F^3
+    "mpoly-2": Kind(2, 2, True),  # I + F + GF
+    "mpoly-3": Kind(3, 3, True),  # I + F + GF + HGF
+}
+
+# The Inception-residual block of each stage (the release's layout): its width, then its paths, each a list
+# of (out channels, kernel, padding) convs; the paths' outputs are concatenated in this order (the release's)
+# and a linear 1x1 conv + BN maps them back to the width.
+STAGE_BLOCKS = {
+    "A": (384, (((32, 1, 0), (48, 3, 1), (64, 3, 1)), ((32, 1, 0), (32, 3, 1)), ((32, 1, 0),))),
+    "B": (1152, (((128, 1, 0), (160, (1, 7), (0, 3)), (192, (7, 1), (3, 0))), ((192, 1, 0),))),
+    "C": (2048, (((192, 1, 0), (224, (1, 3), (0, 1)), (256, (3, 1), (1, 0))), ((192, 1, 0),))),
+}
+
+# Very Deep PolyNet: stage A 10 x 2-way, B 10 x (poly-3, 2-way), C 5 x (poly-3, 2-way).
+VERY_DEEP_DEPTHS = (10, 20, 10)
+VERY_DEEP_KINDS = ("2-way", ("poly-3", "2-way"), ("poly-3", "2-way"))
+# The release multiplies the paths of its 40 modules by factors falling linearly from 1 to 0.7 (printed to
+# 6 decimals), not by a constant beta: the shape of a linear survival schedule with p_L = 0.7 applied at
+# evaluation. The release does not say; we keep its numbers, which its weights need.
+RELEASED_BETAS = tuple(round(1 - 0.3 * i / 39, 6) for i in range(40))
+
+PolySharing = Literal["full", "convs"]
+
+
+class PolyConvBnAct(nn.Module):
+    """Conv -> BN -> ReLU whose conv may serve several orders of a poly-N module, each with its own BN."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size, padding=0, orders: int = 1, eps: float = 1e-5):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, padding=padding, bias=False)
+        self.bn = nn.ModuleList(nn.BatchNorm2d(out_chs, eps=eps) for _ in range(orders))
+
+    def forward(self, x: Tensor, order: int = 0) -> Tensor:
+        return F.relu(self.bn[order](self.conv(x)), inplace=True)
+
+
+class InceptionBlock(nn.Module):
+    """An Inception-residual block F of stage A, B or C: parallel conv paths, concat, linear 1x1 + BN.
+
+    ``orders`` > 1 builds the release's poly-N block: the paths' convolutions are
+    shared by the orders, while each order has its own BNs and its own final 1x1
+    conv + BN. With ``orders`` = 1 the block is one F, however often it is applied.
+    """
+
+    def __init__(self, stage: str, orders: int = 1, eps: float = 1e-5):
+        super().__init__()
+        width, paths = STAGE_BLOCKS[stage]
+        self.paths = nn.ModuleList()
+        for convs in paths:
+            path, in_chs = nn.ModuleList(), width
+            for out_chs, kernel, padding in convs:
+                path.append(PolyConvBnAct(in_chs, out_chs, kernel, padding, orders, eps))
+                in_chs = out_chs
+            self.paths.append(path)
+        cat_chs = sum(convs[-1][0] for convs in paths)
+        self.conv2d = nn.ModuleList(ConvBnAct(cat_chs, width, 1, eps=eps, act_layer=None) for _ in range(orders))
+
+    def forward(self, x: Tensor, order: int = 0) -> Tensor:
+        outs = []
+        for path in self.paths:
+            h = x
+            for conv in path:
+                h = conv(h, order)
+            outs.append(h)
+        return self.conv2d[order](torch.cat(outs, 1))  # linear: no ReLU before the sum
+
+
+class PolyInception(nn.Module):
+    """relu(x + sum over the kind's kept paths of beta * path(x)), see the module docstring.
+
+    Args:
+        kind: one of ``KINDS``.
+        stage: ``"A"``, ``"B"`` or ``"C"``: which Inception-residual blocks F, G, H are.
+        beta: residual scale of every path.
+        survival_prob: each path's probability of being computed in a training pass.
+        poly_sharing: in poly-N, ``"full"`` shares all of F between the orders (the paper's text);
+            ``"convs"`` shares only F's convolutions, with a BN set and a final 1x1 per order (the release).
+    """
+
+    def __init__(self, kind: str, stage: str, beta: float = 0.3, survival_prob: float = 1.0,
+                 drop_path_mode: str = "batch", drop_path_inverted: bool = False,
+                 poly_sharing: PolySharing = "full", eps: float = 1e-5):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"unknown PolyInception kind {kind!r}: use one of {', '.join(KINDS)}")
+        if poly_sharing not in ("full", "convs"):
+            raise ValueError(f"unknown poly_sharing {poly_sharing!r}: use 'full' or 'convs'")
+        self.kind, self.beta = kind, beta
+        spec = KINDS[kind]
+        self.cascade = spec.cascade
+        orders = spec.paths if spec.blocks == 1 and poly_sharing == "convs" else 1
+        self.blocks = nn.ModuleList(InceptionBlock(stage, orders, eps) for _ in range(spec.blocks))
+        self.drop_paths = nn.ModuleList(
+            StochasticDepth(survival_prob, drop_path_mode, drop_path_inverted) for _ in range(spec.paths))
+
+    def path(self, k: int, x: Tensor) -> Tensor:
+        """Path k's last block applied to ``x`` (the input, or in a cascade order k-1's ReLU'd output)."""
+        block = self.blocks[k if len(self.blocks) > 1 else 0]  # poly-N: F again, at order k
+        return block(x, k if len(block.conv2d) > 1 else 0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        keep = [gate.open() for gate in self.drop_paths]
+        out = x
+        if self.cascade:
+            last = max((k for k, kept in enumerate(keep) if kept), default=-1)
+            h = x
+            for k in range(last + 1):  # order k is computed once, also when only a later order is kept
+                y = self.path(k, h)
+                if keep[k]:
+                    out = out + self.drop_paths[k].weigh(self.beta * y)
+                h = F.relu(y)
+        else:
+            for k, kept in enumerate(keep):
+                if kept:
+                    out = out + self.drop_paths[k].weigh(self.beta * self.path(k, x))
+        return F.relu(out)  # not in place: with every path dropped, out is x
+
+    def expected_saved_macs(self, macs: dict[str, int], name: str) -> float:
+        """MACs a "batch"-mode training pass skips on average, from this module's eval-mode ``module_macs``.
+
+        A parallel path runs with its survival p_k; a cascade's order k runs when it or any later order is kept.
+        """
+        p = [gate.survival_prob for gate in self.drop_paths]
+        runs = [1 - math.prod(1 - q for q in p[k:]) for k in range(len(p))] if self.cascade else p
+        prefix = f"{name}." if name else ""
+        evals = [macs.get(f"{prefix}blocks.{b}", 0) for b in range(len(self.blocks))]
+        # poly-N: F is evaluated once per order, each time at the same shapes
+        per_path = [evals[0] / len(p)] * len(p) if len(self.blocks) == 1 else evals
+        return sum((1 - r) * m for r, m in zip(runs, per_path))
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, beta={self.beta}"
+
+
+class Stem(nn.Module):
+    """Inception-v4's stem (arXiv 1602.07261, Figure 3), the release's names: 3 -> 384 channels, 299 -> 35."""
+
+    def __init__(self, in_chans: int = 3, conv_block: Callable[..., nn.Module] = ConvBnAct):
+        super().__init__()
+        self.conv1 = nn.Sequential(conv_block(in_chans, 32, 3, stride=2), conv_block(32, 32, 3),
+                                   conv_block(32, 64, 3, padding=1))
+        self.conv1_pool_branch = nn.MaxPool2d(3, stride=2)
+        self.conv1_branch = conv_block(64, 96, 3, stride=2)
+        self.conv2_short = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 96, 3))
+        self.conv2_long = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 64, (7, 1), padding=(3, 0)),
+                                        conv_block(64, 64, (1, 7), padding=(0, 3)), conv_block(64, 96, 3))
+        self.conv2_pool_branch = nn.MaxPool2d(3, stride=2)
+        self.conv2_branch = conv_block(192, 192, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)  # N x 64 x 147 x 147 at 299
+        x = torch.cat((self.conv1_pool_branch(x), self.conv1_branch(x)), 1)  # N x 160 x 73 x 73
+        x = torch.cat((self.conv2_short(x), self.conv2_long(x)), 1)  # N x 192 x 71 x 71
+        return torch.cat((self.conv2_pool_branch(x), self.conv2_branch(x)), 1)  # N x 384 x 35 x 35
+
+
+def reduction_a(conv_block: Callable[..., nn.Module]) -> Concat:
+    """Reduction-A (1602.07261 Table 1, k=256, l=256, m=384, n=384): 35 -> 17, 384 -> 1152 channels."""
+    return Concat(
+        path0=nn.Sequential(conv_block(384, 256, 1), conv_block(256, 256, 3, padding=1),
+                            conv_block(256, 384, 3, stride=2)),
+        path1=conv_block(384, 384, 3, stride=2),
+        path2=nn.MaxPool2d(3, stride=2),
+    )
+
+
+def reduction_b(conv_block: Callable[..., nn.Module]) -> Concat:
+    """Reduction-B, the release's widths: 17 -> 8, 1152 -> 256 + 256 + 384 + 1152 = 2048 channels."""
+    return Concat(
+        path0=nn.Sequential(conv_block(1152, 256, 1), conv_block(256, 256, 3, padding=1),
+                            conv_block(256, 256, 3, stride=2)),
+        path1=nn.Sequential(conv_block(1152, 256, 1), conv_block(256, 256, 3, stride=2)),
+        path2=nn.Sequential(conv_block(1152, 256, 1), conv_block(256, 384, 3, stride=2)),
+        path3=nn.MaxPool2d(3, stride=2),
+    )
+
+
+class PolyNet(ImageClassifier):
+    """Stem, stages A, B, C of PolyInception modules (with reductions between), global pool, dropout, FC.
+
+    Args:
+        depths: modules in stages A, B, C (Very Deep PolyNet: 10-20-10; the ablations 3-6-3 and 6-12-6).
+        kinds: per stage, one kind of ``KINDS`` for every module, or a sequence of kinds repeated in order
+            over the stage's modules (``("poly-3", "2-way")``: poly-3, 2-way, poly-3, ...).
+        beta: residual scale of every path: one number, or one per module of the network.
+        poly_sharing: ``"full"`` (F one block, the paper's text) or ``"convs"`` (the release), see
+            ``PolyInception``.
+        stem: builds the stem from (in_chans, conv_block); it must give 384 channels.
+        drop_rate: dropout before the FC (the release: 0.2).
+        drop_path_rate, drop_path_mode, drop_path_schedule, drop_path_inverted: stochastic paths, survival
+            p_l over the modules l = 1..L (every path of module l gets p_l), ``drop_path_rate`` = 1 - p_L.
+        eps: BN epsilon (the release: PyTorch's 1e-5).
+    """
+
+    def __init__(
+        self,
+        depths: tuple[int, int, int] = VERY_DEEP_DEPTHS,
+        kinds: Sequence[str | Sequence[str]] = VERY_DEEP_KINDS,
+        beta: float | Sequence[float] = 0.3,
+        poly_sharing: PolySharing = "full",
+        stem: Callable[..., nn.Module] = Stem,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.2,
+        drop_path_rate: float = 0.0,
+        drop_path_mode: str = "batch",
+        drop_path_schedule: str = "linear",
+        drop_path_inverted: bool = False,
+        eps: float = 1e-5,
+    ):
+        super().__init__()
+        if len(depths) != 3 or min(depths) < 1:
+            raise ValueError(f"depths must be three module counts >= 1 (stages A, B, C), got {depths}")
+        if len(kinds) != 3:
+            raise ValueError(f"kinds must give stages A, B, C a kind or a list of kinds each, got {kinds}")
+        num_modules = sum(depths)
+        betas = [beta] * num_modules if isinstance(beta, (int, float)) else list(beta)
+        if len(betas) != num_modules:
+            raise ValueError(f"beta must be one number or one per module ({num_modules}), got {len(betas)} values")
+        conv_block = partial(ConvBnAct, eps=eps)
+        probs = survival_probs(num_modules, drop_path_rate, drop_path_schedule)
+
+        def stage(name: str, first: int, depth: int, kind: str | Sequence[str]) -> nn.Sequential:
+            cycle = (kind,) if isinstance(kind, str) else tuple(kind)
+            return nn.Sequential(*(
+                PolyInception(cycle[i % len(cycle)], name, betas[first + i], probs[first + i], drop_path_mode,
+                              drop_path_inverted, poly_sharing, eps) for i in range(depth)))
+
+        a, b, c = depths
+        self.stem = stem(in_chans, conv_block)
+        self.stage_a = stage("A", 0, a, kinds[0])
+        self.reduction_a = reduction_a(conv_block)
+        self.stage_b = stage("B", a, b, kinds[1])
+        self.reduction_b = reduction_b(conv_block)
+        self.stage_c = stage("C", a + b, c, kinds[2])
+        self.num_features = 2048
+        # The release pools with a fixed 9 x 9 window (its map at 331); adaptive pooling is the same there
+        # and also serves other input sizes.
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+    def modules_in_order(self) -> list[PolyInception]:
+        """The PolyInception modules from stage A to stage C."""
+        return [*self.stage_a, *self.stage_b, *self.stage_c]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stage_a(self.stem(x))  # N x 384 x 35 x 35 at 299 (39 x 39 at 331)
+        x = self.stage_b(self.reduction_a(x))  # N x 1152 x 17 x 17 (19 x 19)
+        return self.stage_c(self.reduction_b(x))  # N x 2048 x 8 x 8 (9 x 9)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.dropout(self.avg_pool(x).flatten(1))
+        return x if pre_logits else self.fc(x)
+
+
+# Renaming Cadene's pretrainedmodels PolyNet. Its 2-way modules hold ``blocks.{j}`` with ``path{p}`` either a
+# Sequential (``path0.{i}.conv``) or one conv (``path2.conv``) and ``conv2d``; its poly-3 modules hold
+# flat shared convs ``path0_1x1 / path0_1x7 / ...`` with ``bn_blocks.{order}`` and ``conv2d_blocks.{order}``.
+_POLY_CONVS = {"path0_1x1": "0.0", "path0_1x7": "0.1", "path0_7x1": "0.2",  # paths.{path}.{conv}
+               "path0_1x3": "0.1", "path0_3x1": "0.2", "path1": "1.0"}
+_MULTIWAY_PATH = re.compile(r"^(stage_\w\.\d+\.blocks\.\d+\.)path(\d)\.(?:(\d+)\.)?(conv|bn)\.(.+)$")
+_MULTIWAY_CONV2D = re.compile(r"^(stage_\w\.\d+\.blocks\.\d+\.)conv2d\.(.+)$")
+_POLY_PATH = re.compile(r"^(stage_\w\.\d+\.)(path0_\w+|path1)\.(conv|bn_blocks\.\d+)\.(.+)$")
+_POLY_CONV2D = re.compile(r"^(stage_\w\.\d+\.)conv2d_blocks\.(.+)$")
+
+
+def _rename_pretrainedmodels(key: str) -> str:
+    if key.startswith("last_linear."):
+        return "fc." + key[len("last_linear."):]
+    if m := _MULTIWAY_PATH.match(key):
+        prefix, path, index, layer, rest = m.groups()
+        layer = "bn.0" if layer == "bn" else layer
+        return f"{prefix}paths.{path}.{index or 0}.{layer}.{rest}"
+    if m := _MULTIWAY_CONV2D.match(key):
+        return f"{m[1]}conv2d.0.{m[2]}"
+    if m := _POLY_PATH.match(key):
+        prefix, conv, layer, rest = m.groups()
+        return f"{prefix}blocks.0.paths.{_POLY_CONVS[conv]}.{layer.replace('bn_blocks', 'bn')}.{rest}"
+    if m := _POLY_CONV2D.match(key):
+        return f"{m[1]}blocks.0.conv2d.{m[2]}"
+    return key  # stem and reductions: same names
+
+
+@register_converter(PolyNet, "pretrainedmodels")
+def _from_pretrainedmodels(state_dict: dict) -> dict:
+    return {_rename_pretrainedmodels(k): v for k, v in state_dict.items()}
+
+
+def insert_init(shallow: PolyNet, deep: PolyNet) -> PolyNet:
+    """Initialization by insertion: start ``deep`` from a trained ``shallow`` PolyNet.
+
+    The paper trains Very Deep PolyNet this way, inserting new modules into a trained shallower net. The stem, reductions and head are copied. In each stage, shallow's modules
+    keep their order and are spread over deep's (module i goes to the first
+    free position of its kind at or after i * deep_depth / shallow_depth); each
+    keeps its trained weights and its beta. Every other module of deep is
+    inserted: its paths' final BN gets gamma = beta = 0, so it starts as the
+    identity (its input is a ReLU output already) and ``deep`` computes what
+    ``shallow`` computed, up to float rounding. Returns ``deep``.
+    """
+    for name in ("stem", "reduction_a", "reduction_b", "fc"):
+        getattr(deep, name).load_state_dict(getattr(shallow, name).state_dict())
+    for name in ("stage_a", "stage_b", "stage_c"):
+        src, dst = getattr(shallow, name), getattr(deep, name)
+        if len(src) > len(dst):
+            raise ValueError(f"{name}: the shallow net has {len(src)} modules, more than the deep one's {len(dst)}")
+        placed, j = set(), 0
+        for i, module in enumerate(src):
+            j = max(j, i * len(dst) // len(src))
+            while j < len(dst) and dst[j].kind != module.kind:
+                j += 1
+            if j == len(dst):
+                raise ValueError(f"{name}.{i}: no free {module.kind} module left in the deep net to place it in;"
+                                 " give the deep net at least as many modules of each kind, in the same order")
+            dst[j].load_state_dict(module.state_dict())
+            dst[j].beta = module.beta
+            placed.add(j)
+            j += 1
+        with torch.no_grad():
+            for k, module in enumerate(dst):
+                if k not in placed:
+                    for block in module.blocks:
+                        for final in block.conv2d:
+                            final.bn.weight.zero_()
+                            final.bn.bias.zero_()
+    return deep
+
+
+@register_model(**VERY_DEEP, params=95_366_600, macs=34.7)
+def polynet(**kwargs) -> PolyNet:
+    """Very Deep PolyNet in the released layout (Cadene's pretrainedmodels port of the Caffe release)."""
+    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, RELEASED_BETAS, poly_sharing="convs", **kwargs)
+
+
+@register_model(**VERY_DEEP, params=77_213_000)
+def polynet_shared(**kwargs) -> PolyNet:
+    """Very Deep PolyNet with F fully shared by the orders of each poly-3 module, as the paper's text says."""
+    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, RELEASED_BETAS, poly_sharing="full", **kwargs)
+
+
+# The ablation networks (Section 3.2), registered as polynet_<depths>[_<stage>_<kind>]: the depths without
+# separators (363 = IR 3-6-3), then the stage whose modules are all replaced and the kind without its hyphen.
+# polynet_363 is the IR 3-6-3 baseline itself (every module 1-way, i.e. the Inception-ResNet unit), and
+# polynet_363_b_poly3 is IR 3-6-3 with its six stage-B units replaced by poly-3 modules. All use beta = 0.3
+# and poly-N with F fully shared.
+SINGLE_STAGE_KINDS = ("2-way", "3-way", "poly-2", "poly-3", "mpoly-2", "mpoly-3")
+# The paper then mixes designs within stage B of IR 6-12-6: (3-way, mpoly-3, 2-way) repeated. This order is our
+# reading of the paper; any other mix is one call: PolyNet((6, 12, 6), ("1-way", (...), "1-way")).
+MIXED_B = ("3-way", "mpoly-3", "2-way")
+
+
+def _register_ablation(depths: tuple[int, int, int], stage: str | None, kind: str | Sequence[str],
+                       label: str, about: str) -> None:
+    kinds = tuple(kind if s == stage else "1-way" for s in "ABC")
+    name = f"polynet_{''.join(map(str, depths))}" + (f"_{stage.lower()}_{label}" if stage else "")
+
+    def entry(**kwargs) -> PolyNet:
+        return PolyNet(depths, kinds, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"IR {'-'.join(map(str, depths))} {about}."
+    register_model(**ABLATION)(entry)
+
+
+_register_ablation((3, 6, 3), None, "1-way", "", "(Inception-ResNet units only), the ablations' baseline")
+for _stage in "ABC":
+    for _kind in SINGLE_STAGE_KINDS:
+        _register_ablation((3, 6, 3), _stage, _kind, _kind.replace("-", ""),
+                           f"with every stage-{_stage} module a {_kind} PolyInception")
+_register_ablation((6, 12, 6), None, "1-way", "", "(Inception-ResNet units only), the mixed designs' baseline")
+_register_ablation((6, 12, 6), "B", MIXED_B, "mixed", "with stage B mixing 3-way, mpoly-3 and 2-way in turn")

@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+import cnnzoo
+from cnnzoo.analysis import count_params
+from cnnzoo.layers import StochasticDepth, seed_gates
+from cnnzoo.models.inception_resnet import Block8, Block17, Block35, InceptionResNetV2
+from helpers import randomize_bn
+
+timm = pytest.importorskip("timm")
+
+
+def test_timm_weights_give_same_logits():
+    torch.manual_seed(0)
+    peer = randomize_bn(timm.create_model("inception_resnet_v2")).eval()
+    ours = cnnzoo.import_weights(cnnzoo.create_model("inception_resnet_v2"), peer.state_dict(), source="timm").eval()
+    x = torch.randn(1, 3, 75, 75)  # the smallest input both accept
+    with torch.no_grad():
+        assert (ours(x) - peer(x)).abs().max() <= 1e-4
+
+
+def test_released_layout():
+    model = cnnzoo.create_model("inception_resnet_v2")
+    blocks = [m for m in model.modules() if isinstance(m, (Block35, Block17, Block8))]
+    assert [type(b).__name__ for b in blocks] == ["Block35"] * 10 + ["Block17"] * 20 + ["Block8"] * 10
+    assert [b.scale for b in blocks] == [0.17] * 10 + [0.10] * 20 + [0.20] * 9 + [1.0]
+    assert all(isinstance(b.act, torch.nn.ReLU) for b in blocks[:-1])
+    assert isinstance(blocks[-1].act, torch.nn.Identity)
+    bn = model.conv2d_1a.bn
+    assert bn.eps == 1e-3
+
+
+def test_depths_and_scales_are_arguments():
+    with torch.device("meta"):
+        paper = cnnzoo.create_model("inception_resnet_v2_paper")
+        small = InceptionResNetV2((3, 6, 3), scales=(0.3, 0.3, 0.3))
+    assert (len(paper.repeat), len(paper.repeat_1), len(paper.repeat_2) + 1) == (5, 10, 5)
+    # architectures.md: "about 33.8M" for the paper's 5-10-5.
+    assert round(count_params(paper) / 1e5) == 338
+    assert (len(small.repeat), len(small.repeat_1), len(small.repeat_2) + 1) == (3, 6, 3)
+    assert {b.scale for b in small.repeat} == {0.3}
+    with pytest.raises(ValueError, match=r"depths must be three block counts >= 1.*\(3, 0, 3\)"):
+        InceptionResNetV2((3, 0, 3))
+
+
+def test_stochastic_depth_on_every_residual_block():
+    model = cnnzoo.create_model("inception_resnet_v2", drop_path_rate=0.5)
+    gates = [m for m in model.modules() if isinstance(m, StochasticDepth)]
+    assert len(gates) == 40
+    assert gates[0].survival_prob == pytest.approx(1 - 0.5 / 40) and gates[-1].survival_prob == pytest.approx(0.5)
+    assert sum(g.survival_prob for g in gates) == pytest.approx(40 - 0.5 * 41 / 2)
+
+
+def test_dropped_block_is_not_computed():
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("inception_resnet_v2_paper", drop_path_rate=0.9, drop_path_schedule="uniform").train()
+    blocks = [m for m in model.modules() if isinstance(m, (Block35, Block17, Block8))]
+    calls = [0] * len(blocks)
+    for i, b in enumerate(blocks):
+        b.conv2d.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
+    seed_gates(3)
+    expected = [StochasticDepth(0.1).gate() for _ in blocks]
+    seed_gates(3)
+    model(torch.randn(2, 3, 75, 75)).sum().backward()
+    assert 0 < sum(expected) < len(blocks)
+    assert calls == [int(k) for k in expected]
+    assert [b.conv2d.weight.grad is not None for b in blocks] == expected

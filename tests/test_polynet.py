@@ -1,0 +1,260 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import cnnzoo
+from cnnzoo.analysis import count_macs, count_params
+from cnnzoo.analysis.complexity import module_macs
+from cnnzoo.layers import StochasticDepth, seed_gates
+from cnnzoo.models.polynet import KINDS, InceptionBlock, PolyInception, PolyNet, insert_init
+from helpers import randomize_bn
+
+
+def meta(name, **kwargs):
+    with torch.device("meta"):
+        return cnnzoo.create_model(name, **kwargs)
+
+
+# Each kind's non-identity paths written out from the paper's formulas; r is the ReLU between orders.
+def expected_paths(kind, blocks, x):
+    r = F.relu
+    F_, G, H = (blocks[i] if i < len(blocks) else None for i in range(3))
+    order = lambda k: k if len(F_.conv2d) > 1 else 0  # noqa: E731  (per-order BN and 1x1 in the release)
+    if kind == "1-way":
+        return [F_(x)]
+    if kind in ("2-way", "3-way"):
+        return [b(x) for b in blocks]
+    if kind in ("poly-2", "poly-3"):
+        f1 = F_(x, order(0))
+        f2 = F_(r(f1), order(1))
+        return [f1, f2] if kind == "poly-2" else [f1, f2, F_(r(f2), order(2))]
+    f, gf = F_(x), G(r(F_(x)))
+    return [f, gf] if kind == "mpoly-2" else [f, gf, H(r(gf))]
+
+
+def module(kind, sharing="full", p=1.0, mode="batch"):
+    torch.manual_seed(0)
+    return randomize_bn(PolyInception(kind, "A", beta=0.3, survival_prob=p, drop_path_mode=mode, poly_sharing=sharing))
+
+
+def count_block_calls(mod):
+    calls = [0] * len(mod.blocks)
+    for i, block in enumerate(mod.blocks):
+        block.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("sharing", ["full", "convs"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_module_computes_its_polynomial(kind, sharing):
+    mod = module(kind, sharing).eval()
+    x = F.relu(torch.randn(2, 384, 5, 5))
+    with torch.no_grad():
+        expected = F.relu(x + 0.3 * sum(expected_paths(kind, mod.blocks, x)))
+        assert torch.allclose(mod(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, calls", [("poly-2", [2]), ("poly-3", [3]), ("mpoly-3", [1, 1, 1]), ("3-way", [1, 1, 1])])
+def test_cascade_evaluates_each_order_once(kind, calls):
+    mod = module(kind).eval()
+    counted = count_block_calls(mod)
+    first_conv = []
+    mod.blocks[0].paths[0][0].conv.register_forward_hook(lambda *a: first_conv.append(1))
+    with torch.no_grad():
+        mod(torch.rand(1, 384, 5, 5))
+    assert counted == calls
+    assert len(first_conv) == calls[0]  # poly-3: F's convolutions run 3 times, not 1 + 2 + 3 = 6
+
+
+def test_poly_sharing():
+    full, convs = PolyInception("poly-3", "B"), PolyInception("poly-3", "B", poly_sharing="convs")
+    assert len(full.blocks) == len(convs.blocks) == 1
+    assert len(full.blocks[0].conv2d) == 1 and len(convs.blocks[0].conv2d) == 3
+    assert len(convs.blocks[0].paths[0][0].bn) == 3
+    assert count_params(full) == count_params(InceptionBlock("B"))
+
+
+@pytest.mark.parametrize("kind", ["poly-3", "mpoly-3", "3-way", "mpoly-2"])
+def test_dropped_paths_are_not_computed(kind):
+    """Every gate pattern: a kept path is added, a dropped one is not; a cascade computes up to the last kept order."""
+    mod = module(kind, sharing="convs")
+    x = F.relu(torch.randn(2, 384, 5, 5))
+    n = KINDS[kind].paths
+    with torch.no_grad():
+        paths = expected_paths(kind, mod.eval().blocks, x)
+    calls = count_block_calls(mod)
+    for pattern in range(2**n):
+        keep = [bool(pattern >> k & 1) for k in range(n)]
+        for gate, kept in zip(mod.drop_paths, keep):
+            gate.open = lambda kept=kept: kept
+        calls[:] = [0] * len(calls)
+        with torch.no_grad():
+            out = mod(x)
+        assert torch.allclose(out, F.relu(x + 0.3 * sum(p for p, k in zip(paths, keep) if k)), atol=1e-5)
+        last = max((k for k in range(n) if keep[k]), default=-1)
+        if not KINDS[kind].cascade:
+            assert calls == [int(k) for k in keep]
+        elif len(mod.blocks) == 1:
+            assert calls == [last + 1]
+        else:
+            assert calls == [int(k <= last) for k in range(n)]
+
+
+def test_dropped_paths_get_no_gradient_and_gates_follow_the_shared_generator():
+    mod = module("mpoly-3", p=0.5).train()
+    seed_gates(7)
+    expected = [StochasticDepth(0.5).gate() for _ in range(3)]
+    assert expected == [False, True, False]  # F dropped but needed by GF, HGF dropped
+    seed_gates(7)
+    mod(torch.rand(2, 384, 5, 5)).sum().backward()
+    grads = [[p.grad is not None for p in block.parameters()] for block in mod.blocks]
+    # F's output feeds the kept GF, so F runs and learns through it; H is never called.
+    assert [all(g) for g in grads] == [True, True, False]
+    assert not any(grads[2])
+
+
+@pytest.mark.parametrize("kind", ["poly-3", "mpoly-3", "3-way", "poly-2"])
+def test_expected_saved_macs_matches_the_gate_patterns(kind):
+    """The saving ``cnnzoo info --drop-path-rate`` reports equals the average over every gate pattern."""
+    mod = module(kind).eval()
+    n = KINDS[kind].paths
+    probs = [0.9, 0.6, 0.3][:n]
+    for gate, p in zip(mod.drop_paths, probs):
+        gate.survival_prob = p
+    full = module_macs(mod, (384, 5, 5))
+    expected = 0.0
+    for pattern in range(2**n):
+        keep = [bool(pattern >> k & 1) for k in range(n)]
+        for gate, kept in zip(mod.drop_paths, keep):
+            gate.open = lambda kept=kept: kept
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            mod(torch.rand(1, 384, 5, 5))
+        chance = math.prod(p if k else 1 - p for p, k in zip(probs, keep))
+        expected += chance * counter.get_total_flops() // 2
+    assert full[""] - mod.expected_saved_macs(full, "") == pytest.approx(expected)
+    assert mod.expected_saved_macs(full, "") > 0
+
+
+def test_eval_runs_every_path_scaled_by_survival():
+    mod = module("poly-3", p=0.6).eval()
+    x = F.relu(torch.randn(1, 384, 5, 5))
+    with torch.no_grad():
+        expected = F.relu(x + 0.6 * 0.3 * sum(expected_paths("poly-3", mod.blocks, x)))
+        assert torch.allclose(mod(x), expected, atol=1e-5)
+
+
+def test_row_mode_masks_samples_and_computes_everything():
+    mod = module("2-way", p=0.5, mode="row").train()
+    calls = count_block_calls(mod)
+    torch.manual_seed(1)
+    mod(torch.rand(16, 384, 3, 3))
+    assert calls == [1, 1]
+
+
+def test_path_schedule_over_modules():
+    model = meta("polynet", drop_path_rate=0.5)
+    modules = model.modules_in_order()
+    assert len(modules) == 40
+    probs = [{g.survival_prob for g in m.drop_paths} for m in modules]
+    assert all(len(p) == 1 for p in probs)  # every path of module l has p_l
+    assert [p.pop() for p in probs] == pytest.approx([1 - l / 40 * 0.5 for l in range(1, 41)])
+
+
+def test_released_per_stage_parameters():
+    model = meta("polynet")
+    split = {"stem": 605_728, "stage_a": 2_759_040, "reduction_a": 2_902_528, "stage_b": 44_112_000,
+             "reduction_b": 3_542_784, "stage_c": 39_395_520, "fc": 2_049_000}
+    assert {name: count_params(getattr(model, name)) for name in split} == split
+    assert [m.kind for m in model.stage_a] == ["2-way"] * 10
+    assert [m.kind for m in model.stage_b] == ["poly-3", "2-way"] * 10
+    assert [m.kind for m in model.stage_c] == ["poly-3", "2-way"] * 5
+
+
+def test_ablation_networks_are_registered_systematically():
+    names = cnnzoo.list_models("polynet_363_*")
+    kinds = {"2way": "2-way", "3way": "3-way", "poly2": "poly-2", "poly3": "poly-3", "mpoly2": "mpoly-2",
+             "mpoly3": "mpoly-3"}
+    assert sorted(names) == sorted(f"polynet_363_{s}_{k}" for s in "abc" for k in kinds)
+    for name in names:
+        stage, kind = name.split("_")[2:]
+        model = meta(name)
+        for s in "abc":
+            modules = getattr(model, f"stage_{s}")
+            assert len(modules) == {"a": 3, "b": 6, "c": 3}[s]
+            assert {m.kind for m in modules} == {kinds[kind] if s == stage else "1-way"}
+            assert {m.beta for m in modules} == {0.3}
+    assert {m.kind for m in meta("polynet_363").modules_in_order()} == {"1-way"}
+    mixed = meta("polynet_6126_b_mixed")
+    assert [m.kind for m in mixed.stage_b] == ["3-way", "mpoly-3", "2-way"] * 4
+    assert (len(mixed.stage_a), len(mixed.stage_c)) == (6, 6)
+
+
+def test_ablation_costs_follow_the_formulas():
+    """Shared F adds computation, not parameters; each extra path costs one F evaluation at its stage."""
+    evals_and_blocks = {"2way": (1, 1), "3way": (2, 2), "poly2": (1, 0), "poly3": (2, 0), "mpoly2": (1, 1),
+                        "mpoly3": (2, 2)}
+    base = meta("polynet_363")
+    for stage, depth in (("a", 3), ("b", 6), ("c", 3)):
+        f_params = count_params(getattr(base, f"stage_{stage}")[0].blocks[0])
+        for kind, (_, extra_blocks) in evals_and_blocks.items():
+            model = meta(f"polynet_363_{stage}_{kind}")
+            assert count_params(model) - count_params(base) == depth * extra_blocks * f_params
+    # MACs (counting is slower): stage B, where F is evaluated once per module in the baseline.
+    base_macs = count_macs(base, 75)
+    f_macs = count_macs(meta("polynet_363_b_2way"), 75) - base_macs  # one more F per stage-B module
+    assert f_macs > 0
+    for kind, (extra_evals, _) in evals_and_blocks.items():
+        assert count_macs(meta(f"polynet_363_b_{kind}"), 75) - base_macs == extra_evals * f_macs
+
+
+def test_builder_errors_are_clear():
+    with pytest.raises(ValueError, match="unknown PolyInception kind 'poly-4'"):
+        PolyNet((1, 1, 1), ("2-way", "poly-4", "2-way"))
+    with pytest.raises(ValueError, match=r"beta must be one number or one per module \(3\), got 2 values"):
+        PolyNet((1, 1, 1), ("2-way",) * 3, beta=[0.3, 0.3])
+    with pytest.raises(ValueError, match="poly_sharing"):
+        PolyInception("poly-2", "A", poly_sharing="some")
+
+
+def test_insert_init_starts_the_deep_net_where_the_shallow_one_was():
+    torch.manual_seed(0)
+    kinds = ("2-way", ("poly-3", "2-way"), ("poly-3", "2-way"))
+    shallow = randomize_bn(PolyNet((1, 2, 2), kinds, beta=[0.9, 0.8, 0.7, 0.6, 0.5], poly_sharing="convs")).eval()
+    deep = randomize_bn(PolyNet((2, 4, 3), kinds, poly_sharing="convs")).eval()
+    x = torch.randn(2, 3, 75, 75)
+    with torch.no_grad():
+        before = (deep(x) - shallow(x)).abs().max()
+        insert_init(shallow, deep)
+        assert (deep(x) - shallow(x)).abs().max() <= 1e-5 < before
+    # stage B: shallow (poly-3, 2-way) placed at 0 and 3 of deep's (poly-3, 2-way, poly-3, 2-way)
+    assert [m.beta for m in deep.stage_b] == [0.8, 0.3, 0.3, 0.7]
+    assert torch.equal(deep.stage_b[3].blocks[1].conv2d[0].conv.weight, shallow.stage_b[1].blocks[1].conv2d[0].conv.weight)
+    inserted = deep.stage_b[1]
+    assert all(not final.bn.weight.any() for block in inserted.blocks for final in block.conv2d)
+    with pytest.raises(ValueError, match=r"stage_a: the shallow net has 2 modules, more than the deep one's 1"):
+        insert_init(deep, shallow)
+
+
+@pytest.mark.heavy
+def test_pretrainedmodels_weights_give_same_logits():
+    pretrainedmodels_polynet = pytest.importorskip("pretrainedmodels.models.polynet")
+    torch.manual_seed(0)
+    peer = randomize_bn(pretrainedmodels_polynet.PolyNet()).eval()
+    ours = cnnzoo.import_weights(cnnzoo.create_model("polynet"), peer.state_dict(), source="pretrainedmodels").eval()
+    assert [m.beta for m in ours.modules_in_order()] == [m.scale for m in (*peer.stage_a, *peer.stage_b, *peer.stage_c)]
+    x = torch.randn(1, 3, 331, 331)  # the release pools a fixed 9 x 9 map: 331 is the smallest input it takes
+    with torch.no_grad():
+        assert (ours(x) - peer(x)).abs().max() <= 1e-4
+
+
+def test_info_reports_paths_and_their_saving(capsys):
+    from cnnzoo.cli import main
+
+    assert main(["info", "polynet_363_b_poly3", "--drop-path-rate", "0.5"]) == 0
+    out = capsys.readouterr().out
+    # 12 modules: 3 + 3 1-way paths in A and C, 6 x 3 poly-3 paths in B; p_l = 1 - l / 24 over the modules
+    assert "24 paths, expected active E[L~] = 17.50" in out
+    assert "100.0% of the full" not in out
