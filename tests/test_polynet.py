@@ -10,7 +10,7 @@ from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import module_macs
 from cnnzoo.layers import StochasticDepth, seed_gates
 from cnnzoo.models.polynet import KINDS, InceptionBlock, PolyInception, PolyNet, insert_init
-from helpers import randomize_bn
+from peers import randomize_batchnorm
 
 
 def meta(name, **kwargs):
@@ -37,7 +37,7 @@ def expected_paths(kind, blocks, x):
 
 def module(kind, sharing="full", p=1.0, mode="batch"):
     torch.manual_seed(0)
-    return randomize_bn(PolyInception(kind, "A", beta=0.3, survival_prob=p, drop_path_mode=mode, poly_sharing=sharing))
+    return randomize_batchnorm(PolyInception(kind, "A", beta=0.3, survival_prob=p, drop_path_mode=mode, poly_sharing=sharing))
 
 
 def count_block_calls(mod):
@@ -222,8 +222,8 @@ def test_builder_errors_are_clear():
 def test_insert_init_starts_the_deep_net_where_the_shallow_one_was():
     torch.manual_seed(0)
     kinds = ("2-way", ("poly-3", "2-way"), ("poly-3", "2-way"))
-    shallow = randomize_bn(PolyNet((1, 2, 2), kinds, beta=[0.9, 0.8, 0.7, 0.6, 0.5], poly_sharing="convs")).eval()
-    deep = randomize_bn(PolyNet((2, 4, 3), kinds, poly_sharing="convs")).eval()
+    shallow = randomize_batchnorm(PolyNet((1, 2, 2), kinds, beta=[0.9, 0.8, 0.7, 0.6, 0.5], poly_sharing="convs")).eval()
+    deep = randomize_batchnorm(PolyNet((2, 4, 3), kinds, poly_sharing="convs")).eval()
     x = torch.randn(2, 3, 75, 75)
     with torch.no_grad():
         before = (deep(x) - shallow(x)).abs().max()
@@ -242,7 +242,7 @@ def test_insert_init_starts_the_deep_net_where_the_shallow_one_was():
 def test_pretrainedmodels_weights_give_same_logits():
     pretrainedmodels_polynet = pytest.importorskip("pretrainedmodels.models.polynet")
     torch.manual_seed(0)
-    peer = randomize_bn(pretrainedmodels_polynet.PolyNet()).eval()
+    peer = randomize_batchnorm(pretrainedmodels_polynet.PolyNet()).eval()
     ours = cnnzoo.import_weights(cnnzoo.create_model("polynet"), peer.state_dict(), source="pretrainedmodels").eval()
     assert [m.beta for m in ours.modules_in_order()] == [m.scale for m in (*peer.stage_a, *peer.stage_b, *peer.stage_c)]
     x = torch.randn(1, 3, 331, 331)  # the release pools a fixed 9 x 9 map: 331 is the smallest input it takes
