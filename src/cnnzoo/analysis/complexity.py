@@ -78,3 +78,11 @@ def min_input_size(name: str, **kwargs) -> int:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
     return lo
+
+
+def check_input_size(name: str, size: int) -> None:
+    """Raise a ``ValueError`` naming the minimum if ``size`` is too small a square input for model ``name``."""
+    if size < 1:
+        raise ValueError(f"input size must be a positive number of pixels, got {size}")
+    if size < model_cfg(name).img_size and size < (least := min_input_size(name)):
+        raise ValueError(f"input size {size} is too small for {name}: it needs at least {least}x{least}")

@@ -1,0 +1,87 @@
+"""A stand-in for ``cnnzoo.data.build_data`` (DATA_CONTRACT.md) over in-memory tensors, for the engine's tests.
+
+Deterministic from (seed, epoch); DDP-sharded like a DistributedSampler (rank r takes every world_size-th
+sample of the epoch's permutation), so the union of the ranks' batch i is the one-process batch i.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+class TensorLoader:
+    def __init__(self, images, labels, batch_size, shuffle=True, seed=0, rank=0, world_size=1, nan_at_step=None):
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.nan_at_step = nan_at_step  # (epoch, batch) whose images are NaN: a numerical fault on demand
+        self.num_samples = len(labels) // world_size
+
+    def __len__(self):
+        n = self.num_samples
+        return n // self.batch_size if self.shuffle else -(-n // self.batch_size)
+
+    def epoch(self, epoch, start_batch=0):
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1000 + epoch))
+        else:
+            order = torch.arange(n)
+        order = order[: self.num_samples * self.world_size][self.rank :: self.world_size]
+        for b in range(start_batch, len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            images = self.images[idx].clone()
+            if self.nan_at_step == (epoch, b):
+                images[0] = float("nan")
+            yield images, self.labels[idx]
+
+
+@dataclass
+class Data:
+    train: TensorLoader
+    test: TensorLoader
+    num_classes: int
+    in_chans: int
+    img_size: int
+    classes: list = field(default_factory=list)
+    mean: tuple = (0.0,)
+    std: tuple = (1.0,)
+    augment: str = "none"
+    skipped: list = field(default_factory=list)
+
+
+def synthetic(n_train=48, n_test=24, num_classes=4, size=8, chans=1, batch_size=16, seed=0, rank=0,
+              world_size=1, nan_at_step=None) -> Data:
+    """Learnable synthetic images: each class is a fixed random pattern plus noise."""
+    g = torch.Generator().manual_seed(1234)
+    patterns = torch.randn(num_classes, chans, size, size, generator=g)
+
+    def split(n):
+        labels = torch.arange(n) % num_classes
+        return patterns[labels] + 0.8 * torch.randn(n, chans, size, size, generator=g), labels
+
+    (xtr, ytr), (xte, yte) = split(n_train), split(n_test)
+    return Data(
+        TensorLoader(xtr, ytr, batch_size, True, seed, rank, world_size, nan_at_step),
+        TensorLoader(xte, yte, batch_size, False, seed, rank, world_size),
+        num_classes, chans, size, [str(c) for c in range(num_classes)], (0.0,) * chans, (1.0,) * chans,
+    )
+
+
+def digits(batch_size=64, seed=0, test_fraction=0.2, augment=False) -> Data:
+    """scikit-learn's 1,797 digits, 8x8 upsampled to 32x32, a fixed seeded split (what `digits` will be)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
+    x = torch.nn.functional.interpolate(x, size=32, mode="bilinear", align_corners=False)
+    y = torch.tensor(d.target)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    n_test = int(len(y) * test_fraction)
+    mean, std = x.mean().item(), x.std().item()
+    x = (x - mean) / std
+    te, tr = perm[:n_test], perm[n_test:]
+    return Data(TensorLoader(x[tr], y[tr], batch_size, True, seed), TensorLoader(x[te], y[te], 256, False, seed),
+                10, 1, 32, [str(i) for i in range(10)], (mean,), (std,))
