@@ -6,17 +6,25 @@ sample of the epoch's permutation), so the union of the ranks' batch i is the on
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
+import pytest
 import torch
+
+from cnnzoo import registry
+from cnnzoo.engine import trainer
 
 
 class TensorLoader:
-    def __init__(self, images, labels, batch_size, shuffle=True, seed=0, rank=0, world_size=1, nan_at_step=None):
+    def __init__(self, images, labels, batch_size, shuffle=True, seed=0, rank=0, world_size=1, nan_at_step=None,
+                 flip=False, hook=None):
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.nan_at_step = nan_at_step  # (epoch, batch) whose images are NaN: a numerical fault on demand
+        self.flip = flip  # random flips from torch's global RNG: exact resume then needs its state restored
+        self.hook = hook  # called as hook(epoch, batch) before each batch is yielded (e.g. to send a signal)
         self.num_samples = len(labels) // world_size
 
     def __len__(self):
@@ -35,6 +43,10 @@ class TensorLoader:
             images = self.images[idx].clone()
             if self.nan_at_step == (epoch, b):
                 images[0] = float("nan")
+            if self.flip:
+                images = torch.where(torch.rand(len(idx), 1, 1, 1) < 0.5, images.flip(3), images)
+            if self.hook:
+                self.hook(epoch, b)
             yield images, self.labels[idx]
 
 
@@ -53,7 +65,7 @@ class Data:
 
 
 def synthetic(n_train=48, n_test=24, num_classes=4, size=8, chans=1, batch_size=16, seed=0, rank=0,
-              world_size=1, nan_at_step=None) -> Data:
+              world_size=1, nan_at_step=None, flip=False, hook=None) -> Data:
     """Learnable synthetic images: each class is a fixed random pattern plus noise."""
     g = torch.Generator().manual_seed(1234)
     patterns = torch.randn(num_classes, chans, size, size, generator=g)
@@ -64,7 +76,7 @@ def synthetic(n_train=48, n_test=24, num_classes=4, size=8, chans=1, batch_size=
 
     (xtr, ytr), (xte, yte) = split(n_train), split(n_test)
     return Data(
-        TensorLoader(xtr, ytr, batch_size, True, seed, rank, world_size, nan_at_step),
+        TensorLoader(xtr, ytr, batch_size, True, seed, rank, world_size, nan_at_step, flip, hook),
         TensorLoader(xte, yte, batch_size, False, seed, rank, world_size),
         num_classes, chans, size, [str(c) for c in range(num_classes)], (0.0,) * chans, (1.0,) * chans,
     )
@@ -85,3 +97,34 @@ def digits(batch_size=64, seed=0, test_fraction=0.2, augment=False) -> Data:
     te, tr = perm[:n_test], perm[n_test:]
     return Data(TensorLoader(x[tr], y[tr], batch_size, True, seed), TensorLoader(x[te], y[te], 256, False, seed),
                 10, 1, 32, [str(i) for i in range(10)], (mean,), (std,))
+
+
+@contextlib.contextmanager
+def registered(builder, **cfg):
+    """Register ``builder`` as a model for the duration of a test, then remove it (list_models stays clean)."""
+    registry.register_model(builder, **cfg)
+    try:
+        yield builder.__name__
+    finally:
+        registry._MODELS.pop(builder.__name__)
+        registry._CFGS.pop(builder.__name__)
+
+
+@pytest.fixture
+def one_thread():
+    """Tests train on one thread: steadier on a shared machine, and equal to the subprocesses (OMP_NUM_THREADS=1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def build_standin(spec, batch_size, seed=0, rank=0, world_size=1, **ignored):
+    """In place of cnnzoo.data.build_data: synthetic data whatever the spec."""
+    return synthetic(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size)
+
+
+@pytest.fixture
+def standin_cli(monkeypatch):
+    """`cnnzoo train` / `cnnzoo eval` read the stand-in synthetic data in place of cnnzoo.data."""
+    monkeypatch.setattr(trainer, "build_data", build_standin)

@@ -181,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        # argparse stops collecting KEY=VALUE positionals at the first option after them; gather the rest
+        if extra and getattr(args, "overrides", None) is not None and all("=" in a[1:] for a in extra):
+            args.overrides += extra
+        elif extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `cnnzoo {args.command} --help`)")
         args.func(args)
     except ValueError as e:  # UsageError, and the library's own argument errors
         if os.environ.get("CNNZOO_DEBUG"):

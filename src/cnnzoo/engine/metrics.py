@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,10 @@ class RunLog:
     folder: Path | None
     tensorboard: bool = True
     purge_step: int | None = None  # on resume: TensorBoard drops events logged after the checkpoint
+    plot_every: float = 60.0  # seconds between curves.png redraws (a plot costs ~1 s); always drawn at close
     _writer: object = field(default=None, init=False, repr=False)
+    _history: list = field(default_factory=list, init=False, repr=False)
+    _plotted: float = field(default_factory=time.monotonic, init=False, repr=False)
 
     def __post_init__(self):
         if self.folder is not None and self.tensorboard:
@@ -86,11 +90,22 @@ class RunLog:
         atomic_write(self.folder / "metrics.csv", lambda f: f.write(buf.getvalue().encode()))
         last = history[-1]
         self.scalars({f"{k.replace('_', '/', 1)}": last.get(k) for k in COLUMNS[1:]}, step)
-        plot_curves(history, self.folder / "curves.png")
+        self._history = history
+        if time.monotonic() - self._plotted >= self.plot_every:
+            self._plot()
+
+    def _plot(self) -> None:
+        plot_curves(self._history, self.folder / "curves.png")
+        self._plotted = time.monotonic()
+        self._history = []
 
     def close(self) -> None:
+        """Draw the curves still pending and close the TensorBoard writer (safe to call twice)."""
+        if self._history:
+            self._plot()
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
 
 
 def _fmt(value) -> str:
@@ -110,7 +125,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = Figure(figsize=(10, 4))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.2)
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, keys, title in ((loss_ax, ("train_loss", "test_loss"), "loss"),
                             (acc_ax, ("train_top1", "test_top1", "test_top5"), "accuracy %")):

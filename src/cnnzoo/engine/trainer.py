@@ -142,13 +142,11 @@ def evaluate(model: nn.Module, loader, autocast=contextlib.nullcontext, channels
     return tally.percentages()
 
 
-def build_data(cfg: TrainConfig, world: World, device: torch.device):
-    """The data set ``cfg.data`` names, this process's shard of it (see cnnzoo.data and DATA_CONTRACT)."""
-    from ..data import build_data as build  # the data package is only needed when no data object is given
+def build_data(spec: str, **kwargs):
+    """``cnnzoo.data.build_data``, imported only when a run needs it (no data object was given)."""
+    from ..data import build_data as build
 
-    return build(cfg.data, batch_size=cfg.batch_size // world.size, img_size=cfg.img_size, augment=cfg.augment,
-                 eval_crops=cfg.eval_crops, device=device, seed=cfg.seed, rank=world.rank,
-                 world_size=world.size, workers=cfg.workers, strict=cfg.strict_data)
+    return build(spec, **kwargs)
 
 
 def model_meta(cfg: TrainConfig, data) -> dict[str, Any]:
@@ -193,11 +191,13 @@ class Trainer:
         self.cfg = cfg
 
         # data: given (tests, notebooks) or built from the spec, this process's shard
-        self.data = data if data is not None else build_data(cfg, world, self.device)
+        self.data = data if data is not None else build_data(
+            cfg.data, batch_size=cfg.batch_size // world.size, img_size=cfg.img_size, augment=cfg.augment,
+            eval_crops=cfg.eval_crops, device=self.device, seed=cfg.seed, rank=world.rank, world_size=world.size,
+            workers=cfg.workers, strict=cfg.strict_data)
         if cfg.num_classes is not None and cfg.num_classes != self.data.num_classes:
             raise ConfigError(f"num_classes {cfg.num_classes} disagrees with data {cfg.data!r}, which has"
                               f" {self.data.num_classes} classes; drop num_classes or fix the data")
-        check_input_size(cfg.model, self.data.img_size)
         self.meta = model_meta(cfg, self.data)
 
         # model, identical on every rank (seeded), then per-rank RNG for dropout
@@ -208,6 +208,7 @@ class Trainer:
             self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
         self.channels_last = cfg.channels_last and self.device.type == "cuda"
         self.net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self._check_input_size(self.data.img_size)
         torch.manual_seed(cfg.seed + world.rank)
 
         # optimisation: optimizer, per-iteration schedule, loss scaling (fp16 only), loss
@@ -259,15 +260,17 @@ class Trainer:
         cfg = self.cfg
         start = self.epoch
         with self._signals():
-            while self.epoch < cfg.epochs:
-                epoch = self.epoch
-                train = self.train_epoch(epoch)
-                last = epoch + 1 == cfg.epochs or (cfg.stop_after and epoch + 1 - start >= cfg.stop_after)
-                test = self.evaluate() if last or (epoch + 1) % cfg.eval_every == 0 else None
-                self.end_epoch(epoch, train, test)
-                if cfg.stop_after and self.epoch - start >= cfg.stop_after:
-                    break
-        self.log.close()
+            try:
+                while self.epoch < cfg.epochs:
+                    epoch = self.epoch
+                    train = self.train_epoch(epoch)
+                    last = epoch + 1 == cfg.epochs or (cfg.stop_after and epoch + 1 - start >= cfg.stop_after)
+                    test = self.evaluate() if last or (epoch + 1) % cfg.eval_every == 0 else None
+                    self.end_epoch(epoch, train, test)
+                    if cfg.stop_after and self.epoch - start >= cfg.stop_after:
+                        break
+            finally:
+                self.log.close()  # however the run ends: pending curves drawn, TensorBoard flushed
         test = self.last_test or {"top1": float("nan"), "top5": float("nan")}
         return Result(test["top1"], test["top5"], self.run_dir if self.world.is_main else None, self.epoch,
                       finished=self.epoch >= cfg.epochs)
@@ -293,9 +296,9 @@ class Trainer:
                 outputs = model(images)
                 # loss: cross-entropy (label smoothing optional) + aux_weight x each auxiliary head's
                 loss, logits = classification_loss(outputs, labels, self.criterion, cfg.aux_weight)
-            # faults: a NaN/Inf loss stops before it reaches the weights; a signal stops at this clean point
+            # faults: a NaN/Inf loss stops before it reaches the weights; a signal stops after this step
             loss_value = loss.item()
-            self._check_faults(loss_value, epoch, started)
+            signum = self._check_faults(loss_value, epoch)
             # backward (loss scaled for fp16)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -312,11 +315,15 @@ class Trainer:
             tally.add(loss_value, logits.detach(), labels)
             bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{tally.n / (tally.seconds + time.perf_counter() - started):.0f}",
                             refresh=False)
-            # checkpoint every N steps when asked
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            # checkpoint every N steps when asked (end_epoch saves the last), and on SIGINT/SIGTERM, then stop
+            every = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.batch < len(loader)
+            if signum or every:
                 tally.seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 self.save()
+            if signum:
+                raise Interrupted(f"{signal.Signals(signum).name} at step {self.step} (epoch {epoch + 1});"
+                                  f" checkpoint written: continue with --resume {self.run_dir}", signum)
         bar.close()
         tally.seconds += time.perf_counter() - started
         return tally
@@ -364,6 +371,15 @@ class Trainer:
 
     # ----------------------------------------------------------------- checkpoints and faults
 
+    def _check_input_size(self, size: int) -> None:
+        """One image through the model (eval, no grad: no RNG drawn); if it is too small, say the minimum."""
+        try:
+            with torch.no_grad():
+                self.net.eval()(torch.zeros(1, self.data.in_chans, size, size, device=self.device))
+        except RuntimeError:
+            check_input_size(self.cfg.model, size)  # raises the clear message when the size is the cause
+            raise
+
     def save(self) -> None:
         """Write last.ckpt atomically (collective under DDP: every rank's RNG state goes in)."""
         rngs = distributed.gather_objects(rng_state(), self.world)
@@ -387,7 +403,7 @@ class Trainer:
         load_weights(self.net, ckpt["model"], source=str(self.run_dir / "last.ckpt"))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         # The schedule's settings come from the config (which may extend the epochs), not the file.
-        self.scheduler.load_state_dict({k: v for k, v in ckpt["scheduler"].items() if k != "lr_lambdas"})
+        self.scheduler.load_state_dict({**ckpt["scheduler"], "lr_lambdas": [None]})
         self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.step, self.batch = ckpt["epoch"], ckpt["step"], ckpt["batch"]
         t = ckpt["tally"]
@@ -399,24 +415,21 @@ class Trainer:
         rngs = ckpt["rng"]
         set_rng_state(rngs[self.world.rank] if len(rngs) == self.world.size else rngs[0])
 
-    def _check_faults(self, loss_value: float, epoch: int, started: float) -> None:
-        """Stop on a non-finite loss or a pending SIGINT/SIGTERM; under DDP on any rank, at the same step on all."""
+    def _check_faults(self, loss_value: float, epoch: int) -> int:
+        """Raise on a non-finite loss; return a pending SIGINT/SIGTERM number (0: none).
+
+        Under DDP both are agreed over all ranks, so every rank stops at the same step.
+        """
         nonfinite, signum = not math.isfinite(loss_value), self.signal or 0
         if self.world.distributed:
             flags = torch.tensor([nonfinite, signum], dtype=torch.float32, device=self.device)
             nonfinite, signum = (int(v) for v in distributed.all_reduce(flags, self.world, op="max").tolist())
         if nonfinite:
-            self.log.close()
             last = self.run_dir / "last.ckpt"
             good = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
             raise NumericalError(f"loss is {loss_value} at step {self.step} (epoch {epoch + 1}, batch {self.batch + 1});"
                                  f" {good}. Lower the learning rate, or check the data for NaNs")
-        if signum:
-            self.tally.seconds += time.perf_counter() - started
-            self.save()
-            self.log.close()
-            raise Interrupted(f"{signal.Signals(signum).name} at step {self.step} (epoch {epoch + 1});"
-                              f" checkpoint written: continue with --resume {self.run_dir}", signum)
+        return signum
 
     @contextlib.contextmanager
     def _signals(self):
@@ -483,9 +496,7 @@ def evaluate_checkpoint(path: str | Path, data_spec: str | None = None, crops: s
     if data is None:
         if not data_spec:
             raise ConfigError(f"{path} does not record its data set; give --data SPEC")
-        from ..data import build_data as build
-
-        data = build(data_spec, batch_size=batch_size, img_size=meta.get("img_size"), augment="none",
+        data = build_data(data_spec, batch_size=batch_size, img_size=meta.get("img_size"), augment="none",
                      eval_crops=crops, mean=tuple(meta["mean"]) if "mean" in meta else None,
                      std=tuple(meta["std"]) if "std" in meta else None, device=dev)
     if data.num_classes != net.get_classifier().out_features:
