@@ -65,6 +65,10 @@ def gather_objects(obj, world: World) -> list:
     return out
 
 
-def barrier(world: World) -> None:
-    if world.distributed:
-        dist.barrier()
+def broadcast(obj, world: World):
+    """Rank 0's ``obj``, on every process."""
+    if not world.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

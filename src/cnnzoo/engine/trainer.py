@@ -231,7 +231,8 @@ class Trainer:
         self.signal: int | None = None
 
         # run folder: rank 0 writes; resume continues the given folder
-        self.run_dir = Path(resume) if resume is not None else _run_dir(cfg)
+        self.run_dir = Path(resume) if resume is not None else distributed.broadcast(
+            _run_dir(cfg) if world.is_main else None, world)
         if resume is not None:
             self._restore(load_checkpoint(self.run_dir / "last.ckpt"))
         if world.is_main:
