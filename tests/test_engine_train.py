@@ -44,7 +44,8 @@ def test_run_folder_holds_everything_and_summary_line(tmp_path, one_thread):
     assert list(run.glob("events.out.tfevents.*"))
     assert load_checkpoint(run / "last.ckpt")["epoch"] == 2
     _, meta = read_weights(run / "best.safetensors")
-    assert meta["model"] == "resnet20" and meta["num_classes"] == 4 and meta["top1"] == pytest.approx(max(r["test_top1"] for r in rows), abs=1e-3)
+    assert meta["model"] == "resnet20" and meta["num_classes"] == 4
+    assert meta["top1"] == pytest.approx(max(r["test_top1"] for r in rows), abs=1e-3)
 
 
 def test_resume_after_one_epoch_equals_two_epochs(tmp_path, one_thread):
@@ -83,7 +84,8 @@ def test_nan_loss_stops_naming_step_and_last_good_checkpoint(tmp_path, one_threa
     with pytest.raises(NumericalError) as e:
         train(config(tmp_path, name="run"), data=synthetic(nan_at_step=(1, 2)))
     message = str(e.value)
-    assert "loss is nan at step 5 (epoch 2, batch 3)" in message and f"last good checkpoint: {run / 'last.ckpt'}" in message
+    assert "loss is nan at step 5 (epoch 2, batch 3)" in message
+    assert f"last good checkpoint: {run / 'last.ckpt'}" in message
     assert e.value.exit_code != 0
     assert load_checkpoint(run / "last.ckpt")["epoch"] == 1  # the folder is consistent: epoch 1 complete
     assert [r["epoch"] for r in read_metrics(run / "metrics.csv")] == [1]

@@ -96,7 +96,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         detail = str(e).strip().splitlines()
-        detail = next((line for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0] if detail else "")
+        detail = next((line for line in detail if "GLOBAL" in line or "Unsupported" in line),
+                      detail[0] if detail else "")
         raise CheckpointError(
             f"refusing to load {path}: it holds Python objects other than tensors and plain data, which could run"
             f" code when unpickled ({detail.strip()}); cnnzoo only reads weights-only checkpoints"

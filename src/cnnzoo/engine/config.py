@@ -71,7 +71,7 @@ class TrainConfig:
 
     # --- hardware
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available, else CPU
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # mixed precision; auto: bf16 on CUDA where supported, fp16 else
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # mixed precision; auto: bf16 on CUDA (fp16 if unsupported)
     channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions); ignored on CPU
     compile: bool = False  # torch.compile the model (CUDA)
     deterministic: bool = False  # deterministic kernels (cuDNN); CPU training is deterministic already
@@ -105,7 +105,10 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """``value`` as type ``tp``, or a ConfigError naming ``key``. Numeric strings are accepted (YAML reads 1e-4 as one)."""
+    """``value`` as type ``tp``, or a ConfigError naming ``key``.
+
+    Numeric strings are accepted: YAML reads 1e-4 (no dot) as a string.
+    """
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     bad = ConfigError(f"config key {key!r} expects {_type_name(tp)}, got {value!r}")
     if origin in (typing.Union, types.UnionType):

@@ -26,15 +26,28 @@ from .checkpoint import atomic_write
 from .config import ConfigError
 
 
+def residual_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every module that owns a stochastic-depth gate, input to output: a ResNet block, a PolyInception module.
+
+    The owner is the gate's nearest ancestor that is not a plain container (a ModuleList of per-path gates).
+    """
+    modules = dict(model.named_modules())
+    blocks: dict[str, nn.Module] = {}
+    for name, module in modules.items():
+        if isinstance(module, StochasticDepth):
+            owner = name.rpartition(".")[0]
+            while isinstance(modules[owner], (nn.ModuleList, nn.ModuleDict, nn.Sequential)):
+                owner = owner.rpartition(".")[0]
+            blocks.setdefault(owner, modules[owner])
+    return list(blocks.items())
+
+
 class GradFlowMonitor:
     """Accumulates per-block mean |grad| after each backward; ``end_epoch`` returns the epoch's averages."""
 
     def __init__(self, model: nn.Module):
-        self.blocks = [
-            (name, [p for p in module.parameters() if p.requires_grad])
-            for name, module in model.named_modules()
-            if any(isinstance(child, StochasticDepth) for child in module.children())
-        ]
+        self.blocks = [(name, [p for p in block.parameters() if p.requires_grad])
+                       for name, block in residual_blocks(model)]
         if not self.blocks:
             raise ConfigError(f"grad_flow needs residual blocks (modules with a stochastic-depth gate);"
                               f" {type(model).__name__} has none")
@@ -99,7 +112,8 @@ def plot_grad_flow(csv_paths: list[str | Path], out: str | Path, labels: list[st
         epochs, names, values = read_grad_flow(path)
         label = labels[i] if labels else Path(path).parent.name
         by_epoch.plot(epochs, [row[0] for row in values], marker="o", markersize=3, label=label)
-        by_block.plot(range(1, len(names) + 1), values[-1], marker="o", markersize=3, label=f"{label}, epoch {epochs[-1]}")
+        by_block.plot(range(1, len(names) + 1), values[-1], marker="o", markersize=3,
+                      label=f"{label}, epoch {epochs[-1]}")
     by_epoch.set(xlabel="epoch", ylabel="mean |gradient|", title=f"first residual block ({names[0]})", yscale="log")
     by_block.set(xlabel="residual block (input to output)", ylabel="mean |gradient|", title="every block, last epoch",
                  yscale="log")

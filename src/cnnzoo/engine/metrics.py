@@ -47,7 +47,8 @@ class Tally:
 
     def percentages(self) -> dict[str, float]:
         n = max(self.n, 1)
-        return {"loss": float(self.loss) / n, "top1": 100.0 * float(self.top1) / n, "top5": 100.0 * float(self.top5) / n}
+        return {"loss": float(self.loss) / n, "top1": 100.0 * float(self.top1) / n,
+                "top5": 100.0 * float(self.top5) / n}
 
 
 @dataclass

@@ -104,7 +104,7 @@ class Schedule:
             return self.warmup_start + (1 - self.warmup_start) * it / self.warmup
         if self.kind == "constant":
             return 1.0
-        if self.kind in ("step", "exponential"):  # exponential is TF's staircase decay: Inception's x0.94 every 2 epochs
+        if self.kind in ("step", "exponential"):  # exponential: TF's staircase decay, Inception's x0.94 / 2 epochs
             return self.gamma ** (it // self.step_size)
         if self.kind == "multistep":
             return self.gamma ** sum(it >= m for m in self.milestones)

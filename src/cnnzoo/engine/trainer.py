@@ -38,8 +38,8 @@ from .. import registry
 from ..analysis import check_input_size
 from ..layers.drop import StochasticDepth, seed_gates
 from . import distributed
-from .checkpoint import (CheckpointError, atomic_write, load_checkpoint, load_weights, read_weights, rng_state, save_checkpoint,
-                         save_weights, set_rng_state)
+from .checkpoint import (CheckpointError, atomic_write, load_checkpoint, load_weights, read_weights, rng_state,
+                         save_checkpoint, save_weights, set_rng_state)
 from .config import ConfigError, TrainConfig, load_config, to_yaml
 from .distributed import World
 from .gradflow import GradFlowMonitor, write_grad_flow
@@ -154,8 +154,8 @@ def model_meta(cfg: TrainConfig, data) -> dict[str, Any]:
     kwargs = dict(cfg.model_kwargs)
     if cfg.drop_path_rate:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
-    return {"model": cfg.model, "model_kwargs": kwargs, "data": cfg.data, "num_classes": data.num_classes, "in_chans": data.in_chans,
-            "img_size": data.img_size, "mean": list(data.mean), "std": list(data.std)}
+    return {"model": cfg.model, "model_kwargs": kwargs, "data": cfg.data, "num_classes": data.num_classes,
+            "in_chans": data.in_chans, "img_size": data.img_size, "mean": list(data.mean), "std": list(data.std)}
 
 
 def _run_dir(cfg: TrainConfig) -> Path:
@@ -168,29 +168,31 @@ def _run_dir(cfg: TrainConfig) -> Path:
     return path
 
 
+def check_config(cfg: TrainConfig, world: World, device: torch.device) -> None:
+    """The argument errors that need no data: each a ConfigError/ValueError of one line."""
+    registry.model_cfg(cfg.model)  # an unknown model
+    if cfg.batch_size % world.size:
+        raise ConfigError(f"batch_size {cfg.batch_size} does not split evenly over {world.size} processes")
+    if cfg.img_size is not None:
+        check_input_size(cfg.model, cfg.img_size)
+    if cfg.sync_bn and device.type != "cuda":
+        raise ConfigError("sync_bn needs CUDA (NCCL); leave it off on CPU")
+
+
 class Trainer:
     """One training run: its model, optimizer, schedule, data, run folder and position (epoch, step)."""
 
     def __init__(self, cfg: TrainConfig, data=None, resume: str | Path | None = None):
-        self.device = resolve_device(cfg.device)
-        self.world = world = distributed.init(self.device.type)
-        if self.device.type == "cuda":
-            self.device = torch.device("cuda", world.local_rank)
-        registry.model_cfg(cfg.model)  # an unknown model fails here, before any data is read
-        if cfg.batch_size % world.size:
-            raise ConfigError(f"batch_size {cfg.batch_size} does not split evenly over {world.size} processes")
-        if cfg.img_size is not None:
-            check_input_size(cfg.model, cfg.img_size)
-        if cfg.sync_bn and self.device.type != "cuda":
-            raise ConfigError("sync_bn needs CUDA (NCCL); leave it off on CPU")
+        self.cfg = cfg
+        device = resolve_device(cfg.device)
+        self.world = world = distributed.init(device.type)
+        self.device = torch.device("cuda", world.local_rank) if device.type == "cuda" else device
+        check_config(cfg, world, self.device)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        self.cfg = cfg
+        torch.backends.cudnn.benchmark = self.device.type == "cuda" and not cfg.deterministic
 
-        # data: given (tests, notebooks) or built from the spec, this process's shard
+        # data: given (tests, notebooks) or built from the spec; this process's shard
         self.data = data if data is not None else build_data(
             cfg.data, batch_size=cfg.batch_size // world.size, img_size=cfg.img_size, augment=cfg.augment,
             eval_crops=cfg.eval_crops, device=self.device, seed=cfg.seed, rank=world.rank, world_size=world.size,
@@ -199,17 +201,7 @@ class Trainer:
             raise ConfigError(f"num_classes {cfg.num_classes} disagrees with data {cfg.data!r}, which has"
                               f" {self.data.num_classes} classes; drop num_classes or fix the data")
         self.meta = model_meta(cfg, self.data)
-
-        # model, identical on every rank (seeded), then per-rank RNG for dropout
-        torch.manual_seed(cfg.seed)
-        self.net = registry.create_model(cfg.model, num_classes=self.data.num_classes, in_chans=self.data.in_chans,
-                                         **self.meta["model_kwargs"])
-        if cfg.sync_bn and world.distributed:
-            self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
-        self.channels_last = cfg.channels_last and self.device.type == "cuda"
-        self.net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
-        self._check_input_size(self.data.img_size)
-        torch.manual_seed(cfg.seed + world.rank)
+        self.net = self._build_model()
 
         # optimisation: optimizer, per-iteration schedule, loss scaling (fp16 only), loss
         self.optimizer = build_optimizer(cfg, self.net)
@@ -219,28 +211,24 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.grad_flow = GradFlowMonitor(self.net) if cfg.grad_flow else None
 
-        # position and history
+        # position and history (what a checkpoint restores)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
         self.batch = 0  # batches of the current epoch already trained (mid-epoch checkpoints)
         self.tally = Tally()  # the current epoch's running sums
         self.history: list[dict] = []  # one metrics row per epoch
-        self.grad_history: list[dict] = []
+        self.grad_history: list[dict] = []  # one grad-flow row per epoch
         self.best_top1 = -1.0
         self.last_test: dict[str, float] | None = None
-        self.signal: int | None = None
+        self.signal: int | None = None  # set by the SIGINT/SIGTERM handler
 
-        # run folder: rank 0 writes; resume continues the given folder
+        # run folder: a new one, or the resumed one with its checkpoint restored; only rank 0 writes
         self.run_dir = Path(resume) if resume is not None else distributed.broadcast(
             _run_dir(cfg) if world.is_main else None, world)
         if resume is not None:
             self._restore(load_checkpoint(self.run_dir / "last.ckpt"))
         if world.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.run_dir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
-            if getattr(self.data, "skipped", None):
-                (self.run_dir / "skipped.txt").write_text("".join(f"{p}\t{why}\n" for p, why in self.data.skipped))
-                print(f"skipped {len(self.data.skipped)} unreadable files, listed in {self.run_dir / 'skipped.txt'}")
+            self._open_run_folder()
         self.log = RunLog(self.run_dir if world.is_main else None, cfg.tensorboard,
                           purge_step=self.step + 1 if resume is not None else None)
 
@@ -253,6 +241,37 @@ class Trainer:
                 find_unused_parameters=has_gates)  # a dropped block's parameters get no gradient that step
         if cfg.compile:
             self.model = torch.compile(self.model)
+
+    def _build_model(self) -> nn.Module:
+        """The model for the data's classes and channels: identical on every rank (seeded), on the device."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        net = registry.create_model(cfg.model, num_classes=self.data.num_classes, in_chans=self.data.in_chans,
+                                    **self.meta["model_kwargs"])
+        if cfg.sync_bn and self.world.distributed:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self._check_input_size(net, self.data.img_size)
+        torch.manual_seed(cfg.seed + self.world.rank)  # dropout masks differ between ranks
+        return net
+
+    def _check_input_size(self, net: nn.Module, size: int) -> None:
+        """One image through the model (eval, no grad: no RNG drawn); if it is too small, say the minimum."""
+        try:
+            with torch.no_grad():
+                net.eval()(torch.zeros(1, self.data.in_chans, size, size, device=self.device))
+        except RuntimeError:
+            check_input_size(self.cfg.model, size)  # raises the clear message when the size is the cause
+            raise
+
+    def _open_run_folder(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(to_yaml(self.cfg).encode()))
+        if skipped := getattr(self.data, "skipped", None):
+            listing = "".join(f"{path}\t{why}\n" for path, why in skipped).encode()
+            atomic_write(self.run_dir / "skipped.txt", lambda f: f.write(listing))
+            print(f"skipped {len(skipped)} unreadable files, listed in {self.run_dir / 'skipped.txt'}")
 
     # ----------------------------------------------------------------- the loop
 
@@ -314,8 +333,8 @@ class Trainer:
             self.batch += 1
             # metrics: running loss and top-1/top-5 of this epoch
             tally.add(loss_value, logits.detach(), labels)
-            bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{tally.n / (tally.seconds + time.perf_counter() - started):.0f}",
-                            refresh=False)
+            images_per_s = tally.n / (tally.seconds + time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{images_per_s:.0f}", refresh=False)
             # checkpoint every N steps when asked (end_epoch saves the last), and on SIGINT/SIGTERM, then stop
             every = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.batch < len(loader)
             if signum or every:
@@ -372,15 +391,6 @@ class Trainer:
 
     # ----------------------------------------------------------------- checkpoints and faults
 
-    def _check_input_size(self, size: int) -> None:
-        """One image through the model (eval, no grad: no RNG drawn); if it is too small, say the minimum."""
-        try:
-            with torch.no_grad():
-                self.net.eval()(torch.zeros(1, self.data.in_chans, size, size, device=self.device))
-        except RuntimeError:
-            check_input_size(self.cfg.model, size)  # raises the clear message when the size is the cause
-            raise
-
     def save(self) -> None:
         """Write last.ckpt atomically (collective under DDP: every rank's RNG state goes in)."""
         rngs = distributed.gather_objects(rng_state(), self.world)
@@ -428,8 +438,9 @@ class Trainer:
         if nonfinite:
             last = self.run_dir / "last.ckpt"
             good = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
-            raise NumericalError(f"loss is {loss_value} at step {self.step} (epoch {epoch + 1}, batch {self.batch + 1});"
-                                 f" {good}. Lower the learning rate, or check the data for NaNs")
+            what = f"loss is {loss_value}" if not math.isfinite(loss_value) else "another process's loss is not finite"
+            raise NumericalError(f"{what} at step {self.step} (epoch {epoch + 1}, batch {self.batch + 1}); {good}."
+                                 " Lower the learning rate, or check the data for NaNs")
         return signum
 
     @contextlib.contextmanager
