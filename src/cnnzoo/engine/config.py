@@ -47,7 +47,7 @@ class TrainConfig:
     strict_data: bool = False  # fail before training if any image file is unreadable (default: skip and list)
 
     # --- optimisation
-    epochs: int = 15  # passes over the training set
+    epochs: int = 10  # passes over the training set
     batch_size: int = 64  # global mini-batch, split evenly across DDP processes
     optimizer: Literal["sgd", "rmsprop_tf", "rmsprop"] = "sgd"  # rmsprop_tf: eps inside the sqrt (Inception, PolyNet)
     lr: float = 0.1  # peak learning rate (after warmup)

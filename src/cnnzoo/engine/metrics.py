@@ -137,6 +137,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
                 ax.plot(*zip(*points), marker="o", markersize=3, label=key.replace("_", " "))
         ax.set_xlabel("epoch")
         ax.set_title(title)
+        if ax is loss_ax:
+            ax.set_yscale("log")  # the first epochs' test loss can be orders of magnitude above the rest
         ax.grid(alpha=0.3)
         ax.legend()
     buf = io.BytesIO()
