@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+from torch import nn
+
 from cnnzoo import registry
 from cnnzoo.engine import trainer
+from cnnzoo.models.base import ImageClassifier
 
 
 class TensorLoader:
@@ -128,3 +131,30 @@ def build_standin(spec, batch_size, seed=0, rank=0, world_size=1, **ignored):
 def standin_cli(monkeypatch):
     """`cnnzoo train` / `cnnzoo eval` read the stand-in synthetic data in place of cnnzoo.data."""
     monkeypatch.setattr(trainer, "build_data", build_standin)
+
+
+class TinyNet(ImageClassifier):
+    """Convolutions, ReLU, global average pool, fc: no BatchNorm (DDP ranks then equal one process exactly).
+
+    ``aux``: the training forward also returns an auxiliary head, deliberately wrong (the negated logits),
+    as GoogLeNet's tuple. ``kernel``, ``padding`` and ``layers`` set the smallest input it accepts.
+    """
+
+    def __init__(self, num_classes=4, in_chans=1, aux=False, kernel=3, padding=1, layers=1):
+        super().__init__()
+        self.body = nn.Sequential(*(nn.Conv2d(in_chans if i == 0 else 8, 8, kernel, padding=padding)
+                                    for i in range(layers)))
+        self.fc = nn.Linear(8, num_classes)
+        self.num_features = 8
+        self.aux = aux
+
+    def forward_features(self, x):
+        return torch.relu(self.body(x))
+
+    def forward_head(self, x, pre_logits=False):
+        x = x.mean((2, 3))
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x):
+        logits = super().forward(x)
+        return (logits, -logits) if self.aux and self.training else logits

@@ -7,12 +7,10 @@ import sys
 
 import pytest
 import torch
-from standin_data import one_thread, registered, standin_cli  # noqa: F401  (fixtures)
-from torch import nn
+from standin_data import TinyNet, one_thread, registered, standin_cli  # noqa: F401  (fixtures)
 
 from cnnzoo.cli import main
 from cnnzoo.engine import load_config
-from cnnzoo.models.base import ImageClassifier
 
 SUMMARY = re.compile(r"top1=\d+\.\d\d top5=\d+\.\d\d")
 
@@ -37,25 +35,8 @@ def test_resume_flags_override_the_saved_config(tmp_path, capsys, standin_cli, o
         ["1", "2", "3"]
 
 
-class NeedsSixteen(ImageClassifier):
-    """Two unpadded 8x8 convolutions: inputs under 15x15 fail."""
-
-    def __init__(self, num_classes=4, in_chans=1):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_chans, 4, 8), nn.Conv2d(4, 4, 8))
-        self.fc = nn.Linear(4, num_classes)
-        self.num_features = 4
-
-    def forward_features(self, x):
-        return self.body(x)
-
-    def forward_head(self, x, pre_logits=False):
-        x = x.mean((2, 3))
-        return x if pre_logits else self.fc(x)
-
-
 def needs_sixteen(**kwargs):
-    return NeedsSixteen(**kwargs)
+    return TinyNet(kernel=8, padding=0, layers=2, **kwargs)  # two unpadded 8x8 convolutions: at least 15x15
 
 
 @pytest.mark.parametrize("args, message", [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from standin_data import one_thread, standin_cli, synthetic  # noqa: F401  (fixtures)
+from standin_data import one_thread, synthetic  # noqa: F401  (fixtures)
 
 from cnnzoo import create_model
 from cnnzoo.cli import main

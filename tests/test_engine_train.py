@@ -5,14 +5,13 @@ import signal
 import pytest
 import torch
 import torch.nn.functional as F
-from standin_data import one_thread, registered, synthetic  # noqa: F401  (fixtures)
+from standin_data import TinyNet, one_thread, registered, synthetic  # noqa: F401  (fixtures)
 from torch import nn
 
 from cnnzoo.engine import (Interrupted, NumericalError, evaluate_checkpoint, load_checkpoint, load_config,
                            read_weights, train)
 from cnnzoo.engine.metrics import read_metrics
 from cnnzoo.engine.trainer import Trainer, classification_loss, evaluate
-from cnnzoo.models.base import ImageClassifier
 
 TIMING = ("epoch_seconds", "images_per_s")
 
@@ -103,29 +102,8 @@ def test_aux_heads_add_weighted_losses_and_main_head_scores():
     assert torch.allclose(plain, F.cross_entropy(main, labels, label_smoothing=0.1)) and logits is main
 
 
-class AuxNet(ImageClassifier):
-    """A tiny net with a GoogLeNet-style auxiliary head whose output is deliberately wrong (negated logits)."""
-
-    def __init__(self, num_classes=4, in_chans=1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_chans, 8, 3, padding=1)
-        self.fc = nn.Linear(8, num_classes)
-        self.num_features = 8
-
-    def forward_features(self, x):
-        return F.relu(self.conv(x))
-
-    def forward_head(self, x, pre_logits=False):
-        x = x.mean((2, 3))
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x):
-        logits = super().forward(x)
-        return (logits, -logits) if self.training else logits
-
-
 def aux_net(**kwargs):
-    return AuxNet(**kwargs)
+    return TinyNet(aux=True, **kwargs)
 
 
 def test_aux_model_trains_with_weighted_loss(tmp_path, one_thread):
@@ -148,7 +126,7 @@ def test_grad_flow_logs_every_residual_block(tmp_path, one_thread):
     assert (result.run_dir / "grad_flow.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_grad_flow_monitor_averages_only_steps_a_block_ran(tmp_path):
+def test_grad_flow_monitor_averages_only_steps_a_block_ran(one_thread):
     from cnnzoo import create_model
     from cnnzoo.engine.gradflow import GradFlowMonitor
     from cnnzoo.layers import seed_gates
