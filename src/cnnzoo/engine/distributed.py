@@ -44,8 +44,12 @@ def init(device_type: str) -> World:
     return world
 
 
-def shutdown() -> None:
+def shutdown(clean: bool) -> None:
+    """Leave the process group; after a clean run all together (a rank that leaves early can abort its peers'
+    teardown), after an error at once (the peers may never reach a barrier)."""
     if dist.is_initialized():
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -470,9 +470,12 @@ class Trainer:
 def train(cfg: TrainConfig, data=None, resume: str | Path | None = None) -> Result:
     """Train as ``cfg`` says (``data``: a ready cnnzoo.data.Data, else built from ``cfg.data``); see ``Trainer``."""
     try:
-        return Trainer(cfg, data, resume).fit()
-    finally:
-        distributed.shutdown()
+        result = Trainer(cfg, data, resume).fit()
+    except BaseException:
+        distributed.shutdown(clean=False)
+        raise
+    distributed.shutdown(clean=True)
+    return result
 
 
 def resume_config(run_dir: str | Path, *overrides: dict[str, Any]) -> TrainConfig:
