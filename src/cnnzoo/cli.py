@@ -15,7 +15,7 @@ import torch
 
 from . import analysis, registry
 from .analysis.complexity import module_macs
-from .engine import (CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train)
+from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
 from .engine.config import parse_assignments
 from .layers.drop import StochasticDepth
 
@@ -108,8 +108,8 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    flags = {key: getattr(args, key) for key in ("model", "data", "epochs", "batch_size", "lr", "out", "seed", "device")
-             if getattr(args, key) is not None}
+    keys = ("model", "data", "epochs", "batch_size", "lr", "out", "seed", "device")
+    flags = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     overrides = parse_assignments(args.overrides)
     if args.resume:
         if args.config:
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = build_parser().parse_known_args(argv)
         # argparse stops collecting KEY=VALUE positionals at the first option after them; gather the rest
-        if extra and getattr(args, "overrides", None) is not None and all("=" in a[1:] for a in extra):
+        if extra and getattr(args, "overrides", None) is not None and all("=" in a and a[0] != "-" for a in extra):
             args.overrides += extra
         elif extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `cnnzoo {args.command} --help`)")
