@@ -106,7 +106,7 @@ def plot_grad_flow(csv_paths: list[str | Path], out: str | Path, labels: list[st
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4))
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.92, wspace=0.25)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.92, wspace=0.3)
     by_epoch, by_block = fig.subplots(1, 2)
     for i, path in enumerate(csv_paths):
         epochs, names, values = read_grad_flow(path)
