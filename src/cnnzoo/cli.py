@@ -15,6 +15,8 @@ import torch
 
 from . import analysis, registry
 from .analysis.complexity import module_macs
+from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
+from .engine.config import parse_assignments
 from .layers.drop import StochasticDepth
 
 
@@ -31,13 +33,6 @@ def _meta_model(name: str, **kwargs) -> torch.nn.Module:
     """Build ``name`` on the meta device: shapes only, instant even for 100M-parameter networks."""
     with torch.device("meta"):
         return registry.create_model(name, **kwargs)
-
-
-def _check_input_size(name: str, size: int) -> None:
-    if size < 1:
-        raise UsageError(f"input size must be a positive number of pixels, got {size}")
-    if size < registry.model_cfg(name).img_size and size < (least := analysis.min_input_size(name)):
-        raise UsageError(f"input size {size} is too small for {name}: it needs at least {least}x{least}")
 
 
 def _mark(measured: float, reference: float | None, decimals: int = 0) -> str:
@@ -67,10 +62,10 @@ def cmd_info(args: argparse.Namespace) -> None:
     model = _meta_model(args.name, **kwargs)
     cfg = model.default_cfg
     size = cfg.img_size if args.input_size is None else args.input_size
-    _check_input_size(args.name, size)
+    analysis.check_input_size(args.name, size)
     if args.compare:  # check it before printing anything
         other = _meta_model(args.compare)
-        _check_input_size(args.compare, size)
+        analysis.check_input_size(args.compare, size)
     params = analysis.count_params(model)
     macs = module_macs(model, size)
     at_ref_size = size == cfg.img_size
@@ -152,6 +147,31 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    keys = ("model", "data", "epochs", "batch_size", "lr", "out", "seed", "device")
+    flags = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    overrides = parse_assignments(args.overrides)
+    if args.resume:
+        if args.config:
+            raise UsageError("--resume continues a run with its own config.yaml; drop --config")
+        cfg = resume_config(args.resume, flags, overrides)
+    else:
+        cfg = load_config(args.config, flags, overrides)
+    result = train(cfg, resume=args.resume)
+    if result.run_dir is None:  # DDP ranks other than 0 stay quiet
+        return
+    if not result.finished:
+        print(f"stopped after epoch {result.epochs_done} of {cfg.epochs}: continue with"
+              f" `cnnzoo train --resume {result.run_dir}`")
+    print(result.summary())
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    scores = evaluate_checkpoint(args.checkpoint, args.data, crops=args.crops, batch_size=args.batch_size,
+                                 device=args.device, model=args.model)
+    print(f"top1={scores['top1']:.2f} top5={scores['top5']:.2f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cnnzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -179,18 +199,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="PATH or folder:PATH holding train/ and val/ (or test/)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     p.set_defaults(func=cmd_check_data)
+
+    p = sub.add_parser("train", help="train a model with a recipe; ends with `top1=.. top5=.. run=DIR`",
+                       description="Train; with no arguments ResNet-20 on the embedded digits (a few CPU minutes).")
+    p.add_argument("--config", metavar="YAML", help="a recipe, e.g. configs/resnet_cifar10.yaml")
+    p.add_argument("--model", help="registered model name (`cnnzoo list`)")
+    p.add_argument("--data", metavar="SPEC", help="digits | cifar10[:PATH] | cifar100[:PATH] | folder:PATH | PATH")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch, split across DDP processes")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--out", metavar="DIR", help="parent folder of run folders (default runs)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="any config key, e.g. weight_decay=1e-4 milestones=[30,60] model_kwargs.aux_logits=true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="test top-1/top-5 of a run folder or weight file; ends with `top1=.. top5=..`")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE",
+                   help="a run folder (its last.ckpt), a .ckpt or a .safetensors file")
+    p.add_argument("--data", metavar="SPEC", help="data spec (default: the one the model was trained on)")
+    p.add_argument("--crops", choices=["center", "ten"], default="center", help="ten: AlexNet/GoogLeNet 10-crop")
+    p.add_argument("--model", help="model name, for weight files that do not record it")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        # argparse stops collecting KEY=VALUE positionals at the first option after them; gather the rest
+        if extra and getattr(args, "overrides", None) is not None and all("=" in a and a[0] != "-" for a in extra):
+            args.overrides += extra
+        elif extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `cnnzoo {args.command} --help`)")
         status = args.func(args) or 0
     except ValueError as e:  # UsageError, and the library's own argument errors
         if os.environ.get("CNNZOO_DEBUG"):
             raise
         print(f"cnnzoo: error: {e}", file=sys.stderr)
         return 2
+    except (TrainingStopped, CheckpointError) as e:  # a run that stopped, a file that cannot be written or trusted
+        if os.environ.get("CNNZOO_DEBUG"):
+            raise
+        print(f"cnnzoo: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 1)
     return status
 
 

@@ -1,3 +1,3 @@
 """Parameters, multiply-accumulates and the papers' reference figures."""
 
-from .complexity import compare_models, count_macs, count_params, min_input_size
+from .complexity import check_input_size, compare_models, count_macs, count_params, min_input_size

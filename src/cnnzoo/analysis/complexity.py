@@ -103,3 +103,11 @@ def compare_models(
             rows[name] = row
     rows[""] = (count_params(model), count_params(other), macs[""], other_macs[""])
     return rows
+
+
+def check_input_size(name: str, size: int) -> None:
+    """Raise a ``ValueError`` naming the minimum if ``size`` is too small a square input for model ``name``."""
+    if size < 1:
+        raise ValueError(f"input size must be a positive number of pixels, got {size}")
+    if size < model_cfg(name).img_size and size < (least := min_input_size(name)):
+        raise ValueError(f"input size {size} is too small for {name}: it needs at least {least}x{least}")

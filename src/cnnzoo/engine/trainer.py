@@ -1,0 +1,520 @@
+"""Training and evaluation: the loop, the run folder, resume, and the faults a run survives.
+
+``train(cfg)`` builds the data, model, optimizer and schedule that ``cfg``
+describes, then runs epochs of ``Trainer.train_epoch`` (the loop, top to
+bottom) and ``evaluate``. Its run folder holds ``config.yaml``,
+``metrics.csv``, TensorBoard events, ``curves.png``, ``last.ckpt`` and
+``best.safetensors``. A run stopped in any way continues exactly with
+``train(cfg, resume=RUN_DIR)``:
+
+- every epoch (and every ``checkpoint_every`` steps) the full state is written
+  atomically to ``last.ckpt``;
+- SIGINT / SIGTERM finish the current step's bookkeeping, write a checkpoint
+  and raise ``Interrupted``;
+- a NaN or Inf loss raises ``NumericalError`` before the bad step reaches the
+  weights, naming the step and the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .. import registry
+from ..analysis import check_input_size
+from ..layers.drop import StochasticDepth, seed_gates
+from . import distributed
+from .checkpoint import (CheckpointError, atomic_write, load_checkpoint, load_weights, read_weights, rng_state,
+                         save_checkpoint, save_weights, set_rng_state)
+from .config import ConfigError, TrainConfig, load_config, to_yaml
+from .distributed import World
+from .gradflow import GradFlowMonitor, write_grad_flow
+from .metrics import RunLog, Tally, reduce_tally
+from .optim import build_optimizer, build_scheduler
+
+
+class TrainingStopped(RuntimeError):
+    """Training ended before its last epoch; the message says where and how to continue."""
+
+    exit_code = 1
+
+
+class NumericalError(TrainingStopped):
+    """The loss became NaN or Inf."""
+
+
+class Interrupted(TrainingStopped):
+    """SIGINT or SIGTERM: a checkpoint was written, ``--resume`` continues."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+@dataclass
+class Result:
+    top1: float  # test top-1 % after the last epoch run (what the summary line prints)
+    top5: float
+    run_dir: Path | None  # None on DDP ranks other than 0
+    epochs_done: int
+    finished: bool  # False when stop_after ended the session early (resumable)
+
+    def summary(self) -> str:
+        """The one line scripts read: ``top1=NN.NN top5=NN.NN run=DIR``."""
+        return f"top1={self.top1:.2f} top5={self.top5:.2f}" + (f" run={self.run_dir}" if self.run_dir else "")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but torch sees no CUDA GPU; use --device cpu (or auto)")
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    if name in ("auto", "cpu"):
+        return torch.device("cpu")
+    raise ConfigError(f"unknown device {name!r}: use auto, cpu or cuda")
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 on GPUs that have it (no loss scaling needed), else fp16; none on CPU by default."""
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+        return None
+    if cfg.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("amp 'fp16' needs a CUDA device; on CPU use amp=bf16 or amp=off")
+    if cfg.amp == "bf16" or (cfg.amp == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The stochastic-depth gate seed of training step ``step``: equal on every rank, and again after a resume."""
+    return (seed << 32) + step
+
+
+def classification_loss(outputs: Tensor | tuple[Tensor, ...], labels: Tensor, criterion: nn.Module,
+                        aux_weight: float) -> tuple[Tensor, Tensor]:
+    """(loss, main logits). A tuple ``(main, aux1, ...)`` (GoogLeNet in training) adds aux_weight x each aux loss."""
+    if isinstance(outputs, (tuple, list)):
+        main, *aux = outputs
+        return criterion(main, labels) + aux_weight * sum(criterion(a, labels) for a in aux), main
+    return criterion(outputs, labels), outputs
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, autocast=contextlib.nullcontext, channels_last: bool = False,
+             world: World = World()) -> dict[str, float]:
+    """Test loss, top-1 and top-5 % of ``model`` over ``loader`` (summed over DDP processes).
+
+    Ten-crop batches (N x 10 x C x H x W) are scored by the mean of the ten crops' softmax (AlexNet, GoogLeNet).
+    """
+    model.eval()
+    tally = Tally()
+    for images, labels in loader.epoch(0):
+        crops = images.shape[1] if images.ndim == 5 else 0
+        if crops:
+            images = images.flatten(0, 1)  # N*10 x C x H x W
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            logits = model(images).float()
+        if crops:
+            probs = logits.softmax(1).unflatten(0, (-1, crops)).mean(1)  # N x classes
+            loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels)
+            tally.add(loss.item(), probs, labels)
+        else:
+            tally.add(F.cross_entropy(logits, labels).item(), logits, labels)
+    device = next(model.parameters()).device
+    tally = reduce_tally(tally, lambda t: distributed.all_reduce(t.to(device), world).cpu())
+    return tally.percentages()
+
+
+def build_data(spec: str, **kwargs):
+    """``cnnzoo.data.build_data``, imported only when a run needs it (no data object was given)."""
+    from ..data import build_data as build
+
+    return build(spec, **kwargs)
+
+
+def model_meta(cfg: TrainConfig, data) -> dict[str, Any]:
+    """How to rebuild the trained model and its input (kept in checkpoints and in the safetensors header)."""
+    kwargs = dict(cfg.model_kwargs)
+    if cfg.drop_path_rate:
+        kwargs["drop_path_rate"] = cfg.drop_path_rate
+    return {"model": cfg.model, "model_kwargs": kwargs, "data": cfg.data, "num_classes": data.num_classes,
+            "in_chans": data.in_chans, "img_size": data.img_size, "mean": list(data.mean), "std": list(data.std)}
+
+
+def _run_dir(cfg: TrainConfig) -> Path:
+    slug = "".join(c if c.isalnum() else "_" for c in Path(cfg.data.rstrip("/")).name).strip("_") or "data"
+    base = Path(cfg.out) / (cfg.name or f"{cfg.model}-{slug}-{datetime.now():%Y%m%d-%H%M%S}")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def check_config(cfg: TrainConfig, world: World, device: torch.device) -> None:
+    """The argument errors that need no data: each a ConfigError/ValueError of one line."""
+    registry.model_cfg(cfg.model)  # an unknown model
+    if cfg.batch_size % world.size:
+        raise ConfigError(f"batch_size {cfg.batch_size} does not split evenly over {world.size} processes")
+    if cfg.img_size is not None:
+        check_input_size(cfg.model, cfg.img_size)
+    if cfg.sync_bn and device.type != "cuda":
+        raise ConfigError("sync_bn needs CUDA (NCCL); leave it off on CPU")
+
+
+class Trainer:
+    """One training run: its model, optimizer, schedule, data, run folder and position (epoch, step)."""
+
+    def __init__(self, cfg: TrainConfig, data=None, resume: str | Path | None = None):
+        self.cfg = cfg
+        device = resolve_device(cfg.device)
+        self.world = world = distributed.init(device.type)
+        self.device = torch.device("cuda", world.local_rank) if device.type == "cuda" else device
+        check_config(cfg, world, self.device)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = self.device.type == "cuda" and not cfg.deterministic
+
+        # data: given (tests, notebooks) or built from the spec; this process's shard
+        self.data = data if data is not None else build_data(
+            cfg.data, batch_size=cfg.batch_size // world.size, img_size=cfg.img_size, augment=cfg.augment,
+            eval_crops=cfg.eval_crops, device=self.device, seed=cfg.seed, rank=world.rank, world_size=world.size,
+            workers=cfg.workers, strict=cfg.strict_data)
+        if cfg.num_classes is not None and cfg.num_classes != self.data.num_classes:
+            raise ConfigError(f"num_classes {cfg.num_classes} disagrees with data {cfg.data!r}, which has"
+                              f" {self.data.num_classes} classes; drop num_classes or fix the data")
+        self.meta = model_meta(cfg, self.data)
+        self.net = self._build_model()
+
+        # optimisation: optimizer, per-iteration schedule, loss scaling (fp16 only), loss
+        self.optimizer = build_optimizer(cfg, self.net)
+        self.scheduler = build_scheduler(cfg, self.optimizer, len(self.data.train))
+        self.amp = amp_dtype(cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.grad_flow = GradFlowMonitor(self.net) if cfg.grad_flow else None
+
+        # position and history (what a checkpoint restores)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps taken
+        self.batch = 0  # batches of the current epoch already trained (mid-epoch checkpoints)
+        self.tally = Tally()  # the current epoch's running sums
+        self.history: list[dict] = []  # one metrics row per epoch
+        self.grad_history: list[dict] = []  # one grad-flow row per epoch
+        self.best_top1 = -1.0
+        self.last_test: dict[str, float] | None = None
+        self.signal: int | None = None  # set by the SIGINT/SIGTERM handler
+
+        # run folder: a new one, or the resumed one with its checkpoint restored; only rank 0 writes
+        self.run_dir = Path(resume) if resume is not None else distributed.broadcast(
+            _run_dir(cfg) if world.is_main else None, world)
+        if resume is not None:
+            self._restore(load_checkpoint(self.run_dir / "last.ckpt"))
+        if world.is_main:
+            self._open_run_folder()
+        self.log = RunLog(self.run_dir if world.is_main else None, cfg.tensorboard,
+                          purge_step=self.step + 1 if resume is not None else None)
+
+        # the model that trains: DDP across processes, then torch.compile
+        self.model = self.net
+        if world.distributed:
+            has_gates = any(isinstance(m, StochasticDepth) and m.survival_prob < 1 for m in self.net.modules())
+            self.model = nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=has_gates)  # a dropped block's parameters get no gradient that step
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+
+    def _build_model(self) -> nn.Module:
+        """The model for the data's classes and channels: identical on every rank (seeded), on the device."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        net = registry.create_model(cfg.model, num_classes=self.data.num_classes, in_chans=self.data.in_chans,
+                                    **self.meta["model_kwargs"])
+        if cfg.sync_bn and self.world.distributed:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self._check_input_size(net, self.data.img_size)
+        torch.manual_seed(cfg.seed + self.world.rank)  # dropout masks differ between ranks
+        return net
+
+    def _check_input_size(self, net: nn.Module, size: int) -> None:
+        """One image through the model (eval, no grad: no RNG drawn); if it is too small, say the minimum."""
+        try:
+            with torch.no_grad():
+                net.eval()(torch.zeros(1, self.data.in_chans, size, size, device=self.device))
+        except RuntimeError:
+            check_input_size(self.cfg.model, size)  # raises the clear message when the size is the cause
+            raise
+
+    def _open_run_folder(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(to_yaml(self.cfg).encode()))
+        if skipped := getattr(self.data, "skipped", None):
+            listing = "".join(f"{path}\t{why}\n" for path, why in skipped).encode()
+            atomic_write(self.run_dir / "skipped.txt", lambda f: f.write(listing))
+            print(f"skipped {len(skipped)} unreadable files, listed in {self.run_dir / 'skipped.txt'}")
+
+    # ----------------------------------------------------------------- the loop
+
+    def fit(self) -> Result:
+        """Train from the current position to ``cfg.epochs`` (or ``stop_after`` epochs), evaluating as configured."""
+        cfg = self.cfg
+        start = self.epoch
+        with self._signals():
+            try:
+                while self.epoch < cfg.epochs:
+                    epoch = self.epoch
+                    train = self.train_epoch(epoch)
+                    last = epoch + 1 == cfg.epochs or (cfg.stop_after and epoch + 1 - start >= cfg.stop_after)
+                    test = self.evaluate() if last or (epoch + 1) % cfg.eval_every == 0 else None
+                    self.end_epoch(epoch, train, test)
+                    if cfg.stop_after and self.epoch - start >= cfg.stop_after:
+                        break
+            finally:
+                self.log.close()  # however the run ends: pending curves drawn, TensorBoard flushed
+        test = self.last_test or {"top1": float("nan"), "top5": float("nan")}
+        return Result(test["top1"], test["top5"], self.run_dir if self.world.is_main else None, self.epoch,
+                      finished=self.epoch >= cfg.epochs)
+
+    def train_epoch(self, epoch: int) -> Tally:
+        """One pass over this process's shard of the training set (from ``self.batch`` when resuming mid-epoch)."""
+        cfg, model, tally = self.cfg, self.model, self.tally
+        model.train()
+        loader = self.data.train
+        bar = tqdm(loader.epoch(epoch, start_batch=self.batch), total=len(loader), initial=self.batch,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not (self.world.is_main and sys.stderr.isatty()))
+        started = time.perf_counter()
+        for images, labels in bar:
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            # lr: the per-iteration schedule already set this step's value in the optimizer
+            # gates: stochastic depth draws from a generator seeded by (seed, step): the same on every
+            # rank (DDP gradients agree) and again after a resume
+            seed_gates(step_seed(cfg.seed, self.step))
+            # forward, in mixed precision on CUDA
+            with self._autocast():
+                outputs = model(images)
+                # loss: cross-entropy (label smoothing optional) + aux_weight x each auxiliary head's
+                loss, logits = classification_loss(outputs, labels, self.criterion, cfg.aux_weight)
+            # faults: a NaN/Inf loss stops before it reaches the weights; a signal stops after this step
+            loss_value = loss.item()
+            signum = self._check_faults(loss_value, epoch)
+            # backward (loss scaled for fp16)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.grad_flow:
+                self.scaler.unscale_(self.optimizer)
+                self.grad_flow.after_backward()
+            # step: the optimizer, then the schedule (per iteration)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            self.batch += 1
+            # metrics: running loss and top-1/top-5 of this epoch
+            tally.add(loss_value, logits.detach(), labels)
+            images_per_s = tally.n / (tally.seconds + time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{images_per_s:.0f}", refresh=False)
+            # checkpoint every N steps when asked (end_epoch saves the last), and on SIGINT/SIGTERM, then stop
+            every = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.batch < len(loader)
+            if signum or every:
+                tally.seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                self.save()
+            if signum:
+                raise Interrupted(f"{signal.Signals(signum).name} at step {self.step} (epoch {epoch + 1});"
+                                  f" checkpoint written: continue with --resume {self.run_dir}", signum)
+        bar.close()
+        tally.seconds += time.perf_counter() - started
+        return tally
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate(self.net, self.data.test, self._autocast, self.channels_last, self.world)
+
+    def end_epoch(self, epoch: int, train: Tally, test: dict[str, float] | None) -> None:
+        """Record the epoch's row, keep the best weights, checkpoint, then rewrite metrics.csv and curves.png."""
+        device = self.device
+        train = reduce_tally(train, lambda t: distributed.all_reduce(t.to(device), self.world).cpu())
+        train_pct = train.percentages()
+        row = {"epoch": epoch + 1, "lr": self.epoch_lr, "train_loss": train_pct["loss"],
+               "train_top1": train_pct["top1"], "test_loss": None, "test_top1": None, "test_top5": None,
+               "epoch_seconds": train.seconds, "images_per_s": train.n / max(train.seconds, 1e-9)}
+        if test is not None:
+            row.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"])
+            self.last_test = test
+        self.history.append(row)
+        if self.grad_flow:
+            self.grad_history.append({"epoch": epoch + 1, **self.grad_flow.end_epoch()})
+        self.epoch, self.batch, self.tally = epoch + 1, 0, Tally()
+        if test is not None and test["top1"] > self.best_top1:
+            self.best_top1 = test["top1"]
+            if self.world.is_main:
+                save_weights(self.run_dir / "best.safetensors", self.net,
+                             {**self.meta, "epoch": epoch + 1, "top1": test["top1"], "top5": test["top5"]})
+        self.save()
+        if self.world.is_main:
+            self.log.write(self.history, self.step)
+            if self.grad_history:
+                write_grad_flow(self.run_dir, self.grad_history)
+                self.log.scalars({f"grad_flow/{k}": v for k, v in self.grad_history[-1].items() if k != "epoch"},
+                                 self.step)
+            test_text = f"  test {test['top1']:.2f}% / {test['top5']:.2f}%" if test else ""
+            tqdm.write(f"epoch {epoch + 1}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  train"
+                       f" {row['train_top1']:.2f}%{test_text}  lr {row['lr']:.4g}  {train.seconds:.1f} s"
+                       f"  {row['images_per_s']:.0f} img/s")
+
+    @property
+    def epoch_lr(self) -> float:
+        """The learning rate at the epoch's first step (warmup and schedules change it within the epoch)."""
+        first = self.step - len(self.data.train)
+        return self.cfg.lr * self.scheduler.lr_lambdas[0](max(first, 0))
+
+    # ----------------------------------------------------------------- checkpoints and faults
+
+    def save(self) -> None:
+        """Write last.ckpt atomically (collective under DDP: every rank's RNG state goes in)."""
+        rngs = distributed.gather_objects(rng_state(), self.world)
+        if not self.world.is_main:
+            return
+        save_checkpoint(self.run_dir / "last.ckpt", {
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch, "step": self.step, "batch": self.batch,
+            "tally": self.tally.to_dict(),
+            "history": self.history, "grad_history": self.grad_history,
+            "grad_flow": self.grad_flow.state_dict() if self.grad_flow else None,
+            "best_top1": self.best_top1, "last_test": self.last_test,
+            "rng": rngs, "world_size": self.world.size,
+            "config": dataclasses.asdict(self.cfg), "meta": self.meta,
+        })
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        load_weights(self.net, ckpt["model"], source=str(self.run_dir / "last.ckpt"))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        # The schedule's settings come from the config (which may extend the epochs), not the file.
+        self.scheduler.load_state_dict({**ckpt["scheduler"], "lr_lambdas": [None]})
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.step, self.batch = ckpt["epoch"], ckpt["step"], ckpt["batch"]
+        t = ckpt["tally"]
+        self.tally = Tally(t["loss"], t["top1"], t["top5"], t["n"], t["seconds"])
+        self.history, self.grad_history = ckpt["history"], ckpt["grad_history"]
+        if self.grad_flow and ckpt["grad_flow"]:
+            self.grad_flow.load_state_dict(ckpt["grad_flow"])
+        self.best_top1, self.last_test = ckpt["best_top1"], ckpt["last_test"]
+        rngs = ckpt["rng"]
+        set_rng_state(rngs[self.world.rank] if len(rngs) == self.world.size else rngs[0])
+
+    def _check_faults(self, loss_value: float, epoch: int) -> int:
+        """Raise on a non-finite loss; return a pending SIGINT/SIGTERM number (0: none).
+
+        Under DDP both are agreed over all ranks, so every rank stops at the same step.
+        """
+        nonfinite, signum = not math.isfinite(loss_value), self.signal or 0
+        if self.world.distributed:
+            flags = torch.tensor([nonfinite, signum], dtype=torch.float32, device=self.device)
+            nonfinite, signum = (int(v) for v in distributed.all_reduce(flags, self.world, op="max").tolist())
+        if nonfinite:
+            last = self.run_dir / "last.ckpt"
+            good = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+            what = f"loss is {loss_value}" if not math.isfinite(loss_value) else "another process's loss is not finite"
+            raise NumericalError(f"{what} at step {self.step} (epoch {epoch + 1}, batch {self.batch + 1}); {good}."
+                                 " Lower the learning rate, or check the data for NaNs")
+        return signum
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """Turn SIGINT/SIGTERM into a checkpoint at the next step; a second signal kills at once (the default)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(signum, frame):
+            self.signal = signum
+            signal.signal(signum, signal.SIG_DFL)
+
+        old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+
+def train(cfg: TrainConfig, data=None, resume: str | Path | None = None) -> Result:
+    """Train as ``cfg`` says (``data``: a ready cnnzoo.data.Data, else built from ``cfg.data``); see ``Trainer``."""
+    try:
+        result = Trainer(cfg, data, resume).fit()
+    except BaseException:
+        distributed.shutdown(clean=False)
+        raise
+    distributed.shutdown(clean=True)
+    return result
+
+
+def resume_config(run_dir: str | Path, *overrides: dict[str, Any]) -> TrainConfig:
+    """The config of the run in ``run_dir`` (its config.yaml), with ``overrides`` applied (e.g. more epochs)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "last.ckpt").is_file():
+        raise ConfigError(f"cannot resume {run_dir}: no last.ckpt there (give a run folder made by cnnzoo train)")
+    return load_config(run_dir / "config.yaml", *overrides)
+
+
+def load_trained(path: str | Path, model: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """A trained model from a run folder (its last.ckpt), a ``.ckpt`` or a ``.safetensors`` file, and its meta."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.ckpt"
+    state, meta = read_weights(path)
+    if "model" not in meta and model is None:
+        raise CheckpointError(f"{path} does not say which model it holds; give --model NAME")
+    name = model or meta["model"]
+    net = registry.create_model(name, num_classes=meta.get("num_classes"), in_chans=meta.get("in_chans"),
+                                **(meta.get("model_kwargs", {}) if name == meta.get("model") else {}))
+    return load_weights(net, state, source=str(path)), {**meta, "model": name}
+
+
+def evaluate_checkpoint(path: str | Path, data_spec: str | None = None, crops: str = "center",
+                        batch_size: int = 256, device: str = "auto", model: str | None = None,
+                        data=None) -> dict[str, float]:
+    """Test loss, top-1 and top-5 % of a trained model on the test split of ``data_spec`` (default: the data
+    it was trained on), or of a ready ``data`` object (``cnnzoo eval``)."""
+    dev = resolve_device(device)
+    net, meta = load_trained(path, model)
+    data_spec = data_spec or meta.get("data")
+    if data is None:
+        if not data_spec:
+            raise ConfigError(f"{path} does not record its data set; give --data SPEC")
+        data = build_data(data_spec, batch_size=batch_size, img_size=meta.get("img_size"), augment="none",
+                     eval_crops=crops, mean=tuple(meta["mean"]) if "mean" in meta else None,
+                     std=tuple(meta["std"]) if "std" in meta else None, device=dev)
+    if data.num_classes != net.get_classifier().out_features:
+        raise ConfigError(f"{path} classifies {net.get_classifier().out_features} classes but {data_spec!r} has"
+                          f" {data.num_classes}")
+    return evaluate(net.to(dev), data.test)

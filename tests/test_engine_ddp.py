@@ -1,0 +1,43 @@
+"""A 2-process gloo DDP run through torchrun on CPU equals one process with the same total batch."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnzoo.engine import load_checkpoint
+from cnnzoo.engine.metrics import read_metrics
+
+RUNNER = Path(__file__).with_name("standin_train.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+# tiny_cnn has no BatchNorm: per-rank batch statistics would differ from the full batch's (use sync_bn on GPUs)
+ARGS = ["train", "--model", "tiny_cnn", "--epochs", "3", "--batch-size", "16", "--lr", "0.1", "--device", "cpu",
+        "tensorboard=false", "name=run"]
+
+
+@pytest.mark.heavy
+def test_two_process_gloo_run_equals_one_process(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    two = subprocess.run([*torchrun, str(RUNNER), *ARGS, "--out", str(tmp_path / "two")], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, str(RUNNER), *ARGS, "--out", str(tmp_path / "one")], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    # only rank 0 prints the summary and writes the run folder
+    assert [line for line in two.stdout.splitlines() if line.startswith("top1=")] == \
+        [f"top1={one.stdout.split('top1=')[1].split(' run=')[0]} run={tmp_path / 'two' / 'run'}"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["run"]
+
+    a, b = (load_checkpoint(tmp_path / d / "run" / "last.ckpt") for d in ("one", "two"))
+    assert b["world_size"] == 2 and len(b["rng"]) == 2  # every rank's RNG state is kept
+    for k in a["model"]:  # averaged half-batch gradients = the full batch's, up to float rounding
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
+    rows = [read_metrics(tmp_path / d / "run" / "metrics.csv") for d in ("one", "two")]
+    for r1, r2 in zip(*rows):
+        assert r1["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-4)
+        for key in ("train_top1", "test_top1", "test_top5"):
+            assert r1[key] == r2[key]

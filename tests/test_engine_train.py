@@ -1,0 +1,176 @@
+import math
+import re
+import signal
+
+import pytest
+import torch
+import torch.nn.functional as F
+from standin_data import TinyNet, one_thread, registered, synthetic  # noqa: F401  (fixtures)
+from torch import nn
+
+from cnnzoo.engine import (Interrupted, NumericalError, evaluate_checkpoint, load_checkpoint, load_config,
+                           read_weights, train)
+from cnnzoo.engine.metrics import read_metrics
+from cnnzoo.engine.trainer import Trainer, classification_loss, evaluate
+
+TIMING = ("epoch_seconds", "images_per_s")
+
+
+def config(tmp_path, **overrides):
+    return load_config(None, {"out": str(tmp_path), "epochs": 2, "batch_size": 16, "lr": 0.05, "tensorboard": False,
+                              **overrides})
+
+
+def weights(run_dir):
+    return load_checkpoint(run_dir / "last.ckpt")["model"]
+
+
+def same_metrics(a, b):
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in TIMING} for row in rows]  # noqa: E731
+    return strip(read_metrics(a / "metrics.csv")) == strip(read_metrics(b / "metrics.csv"))
+
+
+def test_run_folder_holds_everything_and_summary_line(tmp_path, one_thread):
+    result = train(config(tmp_path, tensorboard=True, name="run"), data=synthetic())
+    run = tmp_path / "run"
+    assert result.run_dir == run and result.finished and result.epochs_done == 2
+    assert re.fullmatch(rf"top1=\d+\.\d\d top5=\d+\.\d\d run={re.escape(str(run))}", result.summary())
+    rows = read_metrics(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[-1]["test_top1"] == pytest.approx(result.top1, abs=1e-3) and rows[-1]["images_per_s"] > 0
+    assert load_config(run / "config.yaml") == config(tmp_path, tensorboard=True, name="run")
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(run.glob("events.out.tfevents.*"))
+    assert load_checkpoint(run / "last.ckpt")["epoch"] == 2
+    _, meta = read_weights(run / "best.safetensors")
+    assert meta["model"] == "resnet20" and meta["num_classes"] == 4
+    assert meta["top1"] == pytest.approx(max(r["test_top1"] for r in rows), abs=1e-3)
+
+
+def test_resume_after_one_epoch_equals_two_epochs(tmp_path, one_thread):
+    """Random flips from the global RNG and stochastic depth: equal only if every RNG and the step are restored."""
+    kw = dict(drop_path_rate=0.5, optimizer="sgd", warmup=0.5, schedule="cosine")
+    train(config(tmp_path, name="straight", **kw), data=synthetic(flip=True))
+    stopped = train(config(tmp_path, name="split", stop_after=1, **kw), data=synthetic(flip=True))
+    assert not stopped.finished and stopped.epochs_done == 1
+    torch.manual_seed(999)  # whatever happened in between must not matter
+    resumed = train(config(tmp_path, name="split", **kw), data=synthetic(flip=True), resume=tmp_path / "split")
+    assert resumed.finished
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_metrics(tmp_path / "straight", tmp_path / "split")
+
+
+def test_sigint_mid_epoch_checkpoints_and_resume_is_exact(tmp_path, one_thread):
+    def interrupt(epoch, batch):
+        if (epoch, batch) == (1, 1):
+            signal.raise_signal(signal.SIGINT)
+
+    train(config(tmp_path, name="straight"), data=synthetic(flip=True))
+    with pytest.raises(Interrupted, match=r"SIGINT at step 5 .*--resume") as e:
+        train(config(tmp_path, name="split"), data=synthetic(flip=True, hook=interrupt))
+    assert e.value.exit_code == 130
+    ckpt = load_checkpoint(tmp_path / "split" / "last.ckpt")
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 2, 5)  # mid-epoch, after the step it arrived in
+    train(config(tmp_path, name="split"), data=synthetic(flip=True), resume=tmp_path / "split")
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_metrics(tmp_path / "straight", tmp_path / "split")
+
+
+def test_nan_loss_stops_naming_step_and_last_good_checkpoint(tmp_path, one_thread):
+    run = tmp_path / "run"
+    with pytest.raises(NumericalError) as e:
+        train(config(tmp_path, name="run"), data=synthetic(nan_at_step=(1, 2)))
+    message = str(e.value)
+    assert "loss is nan at step 5 (epoch 2, batch 3)" in message
+    assert f"last good checkpoint: {run / 'last.ckpt'}" in message
+    assert e.value.exit_code != 0
+    assert load_checkpoint(run / "last.ckpt")["epoch"] == 1  # the folder is consistent: epoch 1 complete
+    assert [r["epoch"] for r in read_metrics(run / "metrics.csv")] == [1]
+    assert all(torch.isfinite(t).all() for t in weights(run).values())
+
+
+def test_aux_heads_add_weighted_losses_and_main_head_scores():
+    torch.manual_seed(0)
+    main, a1, a2 = torch.randn(3, 8, 5).unbind(0)
+    labels = torch.randint(0, 5, (8,))
+    loss, logits = classification_loss((main, a1, a2), labels, nn.CrossEntropyLoss(), 0.3)
+    expected = F.cross_entropy(main, labels) + 0.3 * (F.cross_entropy(a1, labels) + F.cross_entropy(a2, labels))
+    assert torch.allclose(loss, expected) and logits is main
+    plain, logits = classification_loss(main, labels, nn.CrossEntropyLoss(label_smoothing=0.1), 0.3)
+    assert torch.allclose(plain, F.cross_entropy(main, labels, label_smoothing=0.1)) and logits is main
+
+
+def aux_net(**kwargs):
+    return TinyNet(aux=True, **kwargs)
+
+
+def test_aux_model_trains_with_weighted_loss(tmp_path, one_thread):
+    with registered(aux_net, input_size=(1, 8, 8), num_classes=4) as name:
+        runs = {w: train(config(tmp_path, model=name, aux_weight=w, epochs=1, name=f"w{w}"), data=synthetic())
+                for w in (0.0, 0.3)}
+    first = {w: read_metrics(tmp_path / f"w{w}" / "metrics.csv")[0] for w in runs}
+    assert first[0.0]["train_loss"] != first[0.3]["train_loss"]  # the aux loss is in the objective
+    assert math.isfinite(runs[0.3].top1)
+
+
+def test_grad_flow_logs_every_residual_block(tmp_path, one_thread):
+    result = train(config(tmp_path, name="gf", drop_path_rate=0.5, grad_flow=True), data=synthetic())
+    lines = (result.run_dir / "grad_flow.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[0] == "epoch" and len(header) == 1 + 9  # ResNet-20: 9 residual blocks
+    assert header[1] == "layer1.0" and len(lines) == 3
+    first_block = [float(line.split(",")[1]) for line in lines[1:]]
+    assert all(v > 0 for v in first_block)  # p_1 = 0.94: ran in (nearly) every step
+    assert (result.run_dir / "grad_flow.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_grad_flow_monitor_averages_only_steps_a_block_ran(one_thread):
+    from cnnzoo import create_model
+    from cnnzoo.engine.gradflow import GradFlowMonitor
+    from cnnzoo.layers import seed_gates
+
+    model = create_model("resnet20", num_classes=4, in_chans=1, drop_path_rate=0.5)
+    monitor = GradFlowMonitor(model)
+    block = model.layer3[2]  # p_L = 0.5
+    seen = []
+    for step in range(6):
+        model.zero_grad(set_to_none=True)
+        seed_gates(step)
+        model(torch.randn(2, 1, 8, 8)).sum().backward()
+        monitor.after_backward()
+        grads = [p.grad for p in block.parameters() if p.grad is not None]
+        if grads:
+            seen.append(sum(g.abs().sum() for g in grads).item() / sum(g.numel() for g in grads))
+    means = monitor.end_epoch()
+    assert 0 < len(seen) < 6  # dropped in some steps
+    assert means["layer3.2"] == pytest.approx(sum(seen) / len(seen))
+
+
+def test_eval_reproduces_the_summary_and_ten_crops(tmp_path, one_thread):
+    result = train(config(tmp_path, name="run"), data=synthetic())
+    for path in (result.run_dir, result.run_dir / "last.ckpt"):
+        scores = evaluate_checkpoint(path, data=synthetic(), device="cpu")
+        assert (round(scores["top1"], 2), round(scores["top5"], 2)) == (round(result.top1, 2), round(result.top5, 2))
+    best = evaluate_checkpoint(result.run_dir / "best.safetensors", data=synthetic(), device="cpu")
+    assert best["top1"] == read_weights(result.run_dir / "best.safetensors")[1]["top1"]
+
+    class TenCrops:  # ten identical crops: the averaged softmax must score like the single image
+        def __init__(self, loader):
+            self.loader = loader
+
+        def epoch(self, epoch, start_batch=0):
+            for images, labels in self.loader.epoch(epoch):
+                yield images[:, None].expand(-1, 10, -1, -1, -1), labels
+
+    data = synthetic()
+    model = Trainer(config(tmp_path, name="tmp"), data).net
+    center = evaluate(model, data.test)
+    ten = evaluate(model, TenCrops(data.test))
+    assert ten["top1"] == center["top1"] and ten["top5"] == center["top5"]
+    assert ten["loss"] == pytest.approx(center["loss"], rel=1e-4)
+
+
+def test_label_smoothing_reaches_the_loss(tmp_path):
+    assert Trainer(config(tmp_path, label_smoothing=0.1), synthetic()).criterion.label_smoothing == 0.1
