@@ -14,7 +14,7 @@ import sys
 import torch
 
 from . import analysis, registry
-from .analysis.complexity import module_macs
+from .analysis.complexity import meta_model, module_macs
 from .layers.drop import StochasticDepth
 
 
@@ -25,12 +25,6 @@ class UsageError(ValueError):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
         raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-def _meta_model(name: str, **kwargs) -> torch.nn.Module:
-    """Build ``name`` on the meta device: shapes only, instant even for 100M-parameter networks."""
-    with torch.device("meta"):
-        return registry.create_model(name, **kwargs)
 
 
 def _check_input_size(name: str, size: int) -> None:
@@ -57,14 +51,14 @@ def cmd_list(args: argparse.Namespace) -> None:
         raise UsageError(f"no model matches {args.pattern!r}; `cnnzoo list` shows them all")
     print(f"{'model':<28} {'params':>14} {'GMACs':>9}  input")
     for name in names:
-        model = _meta_model(name)
+        model = meta_model(name)
         cfg = model.default_cfg
         print(f"{name:<28} {analysis.count_params(model):>14,} {analysis.count_macs(model) / 1e9:>9.3f}  {cfg.img_size}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
     kwargs = {"drop_path_rate": args.drop_path_rate} if args.drop_path_rate else {}
-    model = _meta_model(args.name, **kwargs)
+    model = meta_model(args.name, **kwargs)
     cfg = model.default_cfg
     size = cfg.img_size if args.input_size is None else args.input_size
     _check_input_size(args.name, size)
