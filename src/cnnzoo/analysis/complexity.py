@@ -114,13 +114,28 @@ class ModuleCall:
     macs: int = 0  # MACs of everything this call ran, its submodules' included
     self_macs: int = 0  # MACs of the ops this module's own forward ran (not its submodules')
     depth: int = 0  # weight layers on the longest path from the input to this call's output
+    inputs: list[int] = field(default_factory=list)  # id() of each input tensor
+    outputs: list[int] = field(default_factory=list)  # id() of each output tensor
+
+
+@dataclass
+class Op:
+    """One torch call made directly by a module's forward (calls nested inside it are not listed)."""
+
+    name: str  # the function's name: conv2d, batch_norm, add, cat, ...
+    module: str  # qualified name of the innermost module running it
+    inputs: list[int]  # id() of each tensor argument
+    outputs: list[int]
 
 
 @dataclass
 class Trace:
     """What one forward pass of one image did, module call by module call (in the order the calls ended)."""
 
+    input_shape: tuple[int, ...] = ()  # N x C x H x W of the traced input
     calls: list[ModuleCall] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)  # only with trace(..., record_ops=True)
+    tensors: list[Tensor] = field(default_factory=list, repr=False)  # keeps the ids in ops alive
 
     @property
     def total(self) -> ModuleCall:
@@ -136,8 +151,9 @@ class Trace:
 class _Tracer(_MetaShortcuts):
     """Counts MACs of every conv/linear/matmul and tracks the weight-layer depth of every tensor."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, record_ops: bool = False):
         super().__init__()
+        self.record_ops = record_ops
         self.trace = Trace()
         self.stack: list[ModuleCall] = []
         self.counting = False  # inside a counted op: its own inner calls are not counted again
@@ -153,7 +169,7 @@ class _Tracer(_MetaShortcuts):
     def _enter(self, module: nn.Module, args) -> None:
         name = self.names.get(id(module))
         if name is not None:
-            self.stack.append(ModuleCall(name, module))
+            self.stack.append(ModuleCall(name, module, inputs=[id(t) for t in _tensors(args)]))
 
     def _leave(self, module: nn.Module, args, output) -> None:
         if id(module) not in self.names:
@@ -163,6 +179,7 @@ class _Tracer(_MetaShortcuts):
         if tensors:
             call.output_shape = tuple(tensors[0].shape)
             call.depth = max(self.depth.get(id(t), 0) for t in tensors)
+            call.outputs = [id(t) for t in tensors]
         self.trace.calls.append(call)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -184,15 +201,18 @@ class _Tracer(_MetaShortcuts):
                 self.stack[-1].self_macs += macs
             if not _is_depthwise(func, args, kwargs):  # a depthwise conv counts with its pointwise conv
                 depth += 1
-        for t in _tensors(out):
+        outputs = _tensors(out)
+        for t in outputs:
             self.depth[id(t)] = max(depth, self.depth.get(id(t), 0))
             self.alive.append(t)
+        if self.record_ops:
+            self.trace.ops.append(Op(getattr(func, "__name__", str(func)), self.stack[-1].name if self.stack else "",
+                                     [id(t) for t in inputs], [id(t) for t in outputs]))
         return out
 
     def close(self) -> None:
         for handle in self.handles:
             handle.remove()
-        self.alive.clear()
 
 
 def _is_depthwise(func, args: tuple, kwargs: dict) -> bool:
@@ -222,18 +242,25 @@ def example_input(model: nn.Module, input_size: int | tuple[int, int, int] | Non
     return torch.zeros(batch_size, *input_size, device=device, dtype=dtype)
 
 
-def trace(model: nn.Module, input_size: int | tuple[int, int, int] | None = None) -> Trace:
-    """Run one image through ``model`` in eval mode and record every module call (see ``Trace``)."""
+def trace(model: nn.Module, input_size: int | tuple[int, int, int] | None = None, record_ops: bool = False) -> Trace:
+    """Run one image through ``model`` in eval mode and record every module call (see ``Trace``).
+
+    ``record_ops`` also lists every torch call with the ids of its tensors, to follow the data flow
+    (the ids stay unique while the returned trace is alive: it holds the tensors).
+    """
     x = example_input(model, input_size)
     was_training = model.training
     model.eval()
-    tracer = _Tracer(model)
+    tracer = _Tracer(model, record_ops)
+    tracer.trace.input_shape = tuple(x.shape)
     try:
         with torch.no_grad(), tracer:
             model(x)
     finally:
         tracer.close()
         model.train(was_training)
+    if record_ops:
+        tracer.trace.tensors = tracer.alive + [x]  # keep the ids valid for the caller
     return tracer.trace
 
 
