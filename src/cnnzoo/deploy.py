@@ -41,9 +41,24 @@ _METADATA = frozenset({"__get__", "size", "dim", "numel", "stride", "is_contiguo
 def conv_bn_pairs(model: nn.Module, input_size: int | tuple[int, int, int] | None = None) -> list[tuple[str, str]]:
     """(conv, batch norm) module names where the BN reads the conv's output and nothing else does.
 
-    Found by tracing one image (on the model's device; a meta-device model works).
+    Found by tracing one image through a meta-device twin of the model (no compute).
     """
-    return _conv_bn_pairs(trace(model, input_size, record_ops=True))
+    return _conv_bn_pairs(_trace_twin(model, input_size))
+
+
+def _meta_twin(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on the meta device (no data is copied)."""
+    memo = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad) for p in model.parameters()}
+    memo.update({id(b): torch.empty_like(b, device="meta") for b in model.buffers()})
+    return copy.deepcopy(model, memo)
+
+
+def _trace_twin(model: nn.Module, input_size) -> Trace:
+    """The data flow of one eval forward, traced on a meta twin; on the model itself where meta cannot run it."""
+    try:
+        return trace(_meta_twin(model), input_size, record_ops=True)
+    except (RuntimeError, NotImplementedError):  # an op without a meta kernel, or data-dependent Python
+        return trace(model, input_size, record_ops=True)
 
 
 def _conv_bn_pairs(tr: Trace) -> list[tuple[str, str]]:
@@ -69,16 +84,18 @@ def _conv_bn_pairs(tr: Trace) -> list[tuple[str, str]]:
 
 @torch.no_grad()
 def fold_bn(conv: nn.Module, bn: nn.Module) -> None:
-    """Fold an eval-mode batch norm into the conv before it: conv(x) -> bn(conv(x)), in float64 then cast back."""
+    """Fold an eval-mode batch norm into the conv before it: conv(x) -> bn(conv(x)).
+
+    The per-channel scale and shift are computed in float64; the weights are scaled in place, one rounding each.
+    """
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError(f"cannot fold {bn}: it keeps no running statistics (track_running_stats=False)")
-    w = conv.weight.double()
     scale = torch.rsqrt(bn.running_var.double() + bn.eps)
     if bn.affine:
         scale = scale * bn.weight.double()
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
     shift = (bias - bn.running_mean.double()) * scale + (bn.bias.double() if bn.affine else 0)
-    conv.weight.copy_((w * scale.reshape(-1, *(1,) * (w.dim() - 1))).to(conv.weight.dtype))
+    conv.weight.mul_(scale.to(conv.weight.dtype).reshape(-1, *(1,) * (conv.weight.dim() - 1)))
     conv.bias = nn.Parameter(shift.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
 
 
@@ -122,7 +139,7 @@ def deploy(model: nn.Module, input_size: int | tuple[int, int, int] | None = Non
     model = copy.deepcopy(model).eval()
     if isinstance(getattr(model, "aux_logits", None), bool):
         model.aux_logits = False
-    tr = trace(model, input_size, record_ops=True)
+    tr = _trace_twin(model, input_size)
     for conv, bn in _conv_bn_pairs(tr):
         fold_bn(model.get_submodule(conv), model.get_submodule(bn))
         _replace(model, bn, nn.Identity())
