@@ -7,7 +7,8 @@ first calibrated on random batches so the logits are realistic), then their
 inference and training steps are timed alternately (ours, peer, ours, peer...)
 at the same batch and input size, so that load from other processes hits
 both alike. Reports images/s, the ratio ours / peer, our achieved GFLOP/s and
-its fraction of this machine's fp32 matmul rate (the ceiling).
+its fraction of this machine's fp32 peak: the higher of a large matmul's rate
+and a large 3x3 conv's (on AMD CPUs MKL's sgemm stays well below oneDNN's convs).
 
 The deploy rows compare ``cnnzoo.deploy(ours)`` (BN folded, channels_last)
 with the peer's eager model, same weights, inference only, and check that
@@ -25,11 +26,12 @@ import importlib
 import os
 import statistics
 import sys
+import time
 
 import torch
 
 import cnnzoo
-from cnnzoo.analysis.bench import make_step, matmul_gflops, time_steps
+from cnnzoo.analysis.bench import conv_gflops, make_step, matmul_gflops, time_steps
 from cnnzoo.analysis.complexity import count_macs
 from cnnzoo.deploy import deploy
 
@@ -75,28 +77,46 @@ def pair(name: str, size: int) -> tuple[torch.nn.Module, torch.nn.Module]:
     return ours.eval(), peer.eval()
 
 
-def alternate(steps: dict, rounds: int, steps_per_turn: int) -> dict[str, float]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def alternate(steps: dict, rounds: int, steps_per_turn: int, clock=time.perf_counter) -> dict[str, float]:
     """Median seconds per step of each named step function, timed in turns (one warm-up step each first)."""
     for step in steps.values():
         step()
     times = {key: [] for key in steps}
     for _ in range(rounds):
         for key, step in steps.items():
-            times[key] += time_steps(step, steps_per_turn)
+            times[key] += time_steps(step, steps_per_turn, clock)
     return {key: statistics.median(t) for key, t in times.items()}
 
 
-def speed_rows(names, modes, batch, input_size, rounds, steps, peak) -> list[str]:
-    rows = ["| model | peer | mode | batch | size | ours img/s | peer img/s | ours / peer | ours GFLOP/s | of matmul peak |",
-            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|"]
-    print("\n".join(rows), flush=True)
+def pairs(names, batch, input_size, header: list[str]):
+    """Print a table's header, then yield each model's name, size, our model, the peer's and a batch.
+
+    Where cnnzoo does not register the model (yet), ours is None and the size is ``input_size`` or 224.
+    """
+    print("\n".join(header), flush=True)
+    registered = set(cnnzoo.list_models())
     for name in names:
-        size = input_size or cnnzoo.model_cfg(name).img_size
-        ours, peer = pair(name, size)
+        if name in registered:
+            size = input_size or cnnzoo.model_cfg(name).img_size
+            ours, peer = pair(name, size)
+        else:
+            size, ours = input_size or 224, None
+            torch.manual_seed(0)
+            peer = build_peer(name)
+            calibrate(peer, size)
+        yield name, size, ours, peer, torch.randn(batch, 3, size, size)
+
+
+def speed_rows(names, modes, batch, input_size, rounds, steps, peak, clock) -> list[str]:
+    rows = ["| model | peer | mode | batch | size | ours img/s | peer img/s | ours / peer | ours GFLOP/s | of peak |",
+            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for name, size, ours, peer, x in pairs(names, batch, input_size, rows[:]):
         macs = count_macs(ours, size)
-        x = torch.randn(batch, 3, size, size)
         for mode in modes:
-            t = alternate({"ours": make_step(ours, x, mode), "peer": make_step(peer, x, mode)}, rounds, steps)
+            t = alternate({"ours": make_step(ours, x, mode), "peer": make_step(peer, x, mode)}, rounds, steps, clock)
             gflops = 2 * macs * batch * (3 if mode == "train" else 1) / t["ours"] / 1e9
             library, fn, _ = PEERS[name]
             rows.append(f"| {name} | {library} {fn} | {mode} | {batch} | {size} | {batch / t['ours']:.2f} | "
@@ -105,21 +125,25 @@ def speed_rows(names, modes, batch, input_size, rounds, steps, peak) -> list[str
     return rows
 
 
-def deploy_rows(names, batch, input_size, rounds, steps) -> list[str]:
-    rows = ["| model | deployed img/s | peer eager img/s | deployed / peer | eager ours / peer | max abs logit diff |",
-            "|---|--:|--:|--:|--:|--:|"]
-    print("\n".join(rows), flush=True)
-    for name in names:
-        size = input_size or cnnzoo.model_cfg(name).img_size
-        ours, peer = pair(name, size)
+def deploy_rows(names, batch, input_size, rounds, steps, compiled: bool, clock) -> list[str]:
+    head = "| model | deployed img/s | peer eager img/s | deployed / peer | eager ours / peer |"
+    rule = "|---|--:|--:|--:|--:|"
+    if compiled:
+        head, rule = head + " deployed+compile / peer |", rule + "--:|"
+    rows = [head + " max abs logit diff |", rule + "--:|"]
+    for name, size, ours, peer, x in pairs(names, batch, input_size, rows[:]):
+        if ours is None:  # deploy is generic: show it on the peer's own module until cnnzoo has the model
+            name, ours = f"{name} (peer's module deployed)", peer
         fast = deploy(ours, size)
-        x = torch.randn(batch, 3, size, size)
         with torch.inference_mode():
             diff = (fast(x) - peer(x)).abs().max().item()
-        t = alternate({"deployed": make_step(fast, x), "peer": make_step(peer, x), "ours": make_step(ours, x)},
-                      rounds, steps)
+        candidates = {"deployed": make_step(fast, x), "peer": make_step(peer, x), "ours": make_step(ours, x)}
+        if compiled:  # compiles during alternate()'s warm-up step
+            candidates["compiled"] = make_step(deploy(ours, size, compile=True), x)
+        t = alternate(candidates, rounds, steps, clock)
+        extra = f" {t['peer'] / t['compiled']:.3f} |" if compiled else ""
         rows.append(f"| {name} | {batch / t['deployed']:.2f} | {batch / t['peer']:.2f} | "
-                    f"{t['peer'] / t['deployed']:.3f} | {t['peer'] / t['ours']:.3f} | {diff:.1e} |")
+                    f"{t['peer'] / t['deployed']:.3f} | {t['peer'] / t['ours']:.3f} |{extra} {diff:.1e} |")
         print(rows[-1], flush=True)
     return rows
 
@@ -150,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="turns per model (ours, peer, ...)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per turn")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true", help="also time deploy(..., compile=True)")
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
+                        help="wall clock, or process CPU time (steadier on a shared machine; use with --threads 1)")
     parser.add_argument("--profile", metavar="NAME", help="only profile NAME deployed against the peer")
     args = parser.parse_args(argv)
     if args.threads:
@@ -164,18 +191,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no peer known for {', '.join(unknown)}; choose from {', '.join(PEERS)}")
     registered = set(cnnzoo.list_models())
     names = [n for n in wanted if n in registered]
-    deploy_names = [n for n in args.deploy.split(",") if n and n in registered]
-    skipped = sorted({n for n in wanted + args.deploy.split(",") if n and n not in registered})
+    deploy_names = [n for n in args.deploy.split(",") if n]
+    skipped = sorted({n for n in wanted if n not in registered})
 
-    peak = matmul_gflops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-          f"fp32 matmul (2048^2): {peak:.1f} GFLOP/s", flush=True)
+    clock = CLOCKS[args.clock]
+    matmul, conv = matmul_gflops(clock=clock), conv_gflops(clock=clock)
+    peak = max(matmul, conv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, {args.clock} clock; "
+          f"fp32 GFLOP/s: matmul 2048^2 {matmul:.1f}, 3x3 conv 256ch 56x56 {conv:.1f} (peak = the higher)",
+          flush=True)
     if skipped:
-        print(f"skipped, not registered in this cnnzoo: {', '.join(skipped)}", flush=True)
+        print(f"skipped, not registered in this cnnzoo: {', '.join(skipped)} (deploy rows use the peer's module)",
+              flush=True)
     modes = [m for m in args.modes.split(",") if m]
-    speed_rows(names, modes, args.batch_size, args.input_size, args.rounds, args.steps, peak)
+    speed_rows(names, modes, args.batch_size, args.input_size, args.rounds, args.steps, peak, clock)
     if deploy_names:
-        deploy_rows(deploy_names, args.batch_size, args.input_size, args.rounds, args.steps)
+        deploy_rows(deploy_names, args.batch_size, args.input_size, args.rounds, args.steps, args.compile, clock)
     return 0
 
 

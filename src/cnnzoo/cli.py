@@ -14,7 +14,7 @@ import sys
 import torch
 
 from . import analysis, registry
-from .analysis.complexity import meta_model, module_macs
+from .analysis.complexity import meta_model, trace
 from .analysis.report import FORMATS
 from .layers.drop import StochasticDepth
 
@@ -71,7 +71,8 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(format_layer_table(layer_table(model, size, args.name), args.format))
         return
     params = analysis.count_params(model)
-    macs = module_macs(model, size)
+    tr = trace(model, size)
+    macs = tr.module_macs()
     at_ref_size = size == cfg.img_size
 
     print(f"{args.name}: {cfg.paper}" + (f" (arXiv {cfg.arxiv})" if cfg.arxiv else ""))
@@ -85,6 +86,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     else:
         note = f"reference {cfg.macs} G is at {cfg.img_size}" if cfg.macs else "no reference"
         print(f"  {'MACs':<13}{f'{gmacs:.3f} G':<16}{note}")
+    print(f"  {'depth':<13}{tr.total.depth} weight layers on the longest path")
     for label, err in (("top-1 error", cfg.top1_err), ("top-5 error", cfg.top5_err)):
         if err is not None:
             print(f"  {label:<13}{'':<16}paper {err}%" + (f"  ({cfg.eval_note})" if cfg.eval_note else ""))

@@ -119,18 +119,32 @@ def time_steps(step: Callable[[], None], steps: int, clock: Callable[[], float] 
     return times
 
 
-def matmul_gflops(n: int = 2048, steps: int = 10, device: str | torch.device = "cpu") -> float:
-    """This machine's fp32 matrix-multiply rate, GFLOP/s: the best of ``steps`` n x n products, the ceiling
-    that convolutions (matrix products underneath) can approach."""
-    device = torch.device(device)
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-
+def _best_rate(op: Callable[[], object], flops: float, steps: int, device: torch.device,
+               clock: Callable[[], float]) -> float:
     def step() -> None:
-        torch.mm(a, b)
+        op()
         _sync(device)
 
     step()
-    return 2 * n**3 / min(time_steps(step, steps)) / 1e9
+    return flops / min(time_steps(step, steps, clock)) / 1e9
+
+
+def matmul_gflops(n: int = 2048, steps: int = 10, device: str | torch.device = "cpu",
+                  clock: Callable[[], float] = time.perf_counter) -> float:
+    """This machine's fp32 matrix-multiply rate, GFLOP/s: the best of ``steps`` n x n products, the ceiling
+    that convolutions (matrix products underneath) can approach. Time it with the clock the models use."""
+    device = torch.device(device)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return _best_rate(lambda: torch.mm(a, b), 2 * n**3, steps, device, clock)
+
+
+def conv_gflops(steps: int = 5, device: str | torch.device = "cpu",
+                clock: Callable[[], float] = time.perf_counter) -> float:
+    """The fp32 rate of a large 3x3 convolution (8 x 256 x 56 x 56, 256 filters), GFLOP/s: what the
+    conv library (oneDNN, cuDNN) reaches where BLAS's matmul does not (MKL's sgemm on AMD CPUs)."""
+    device = torch.device(device)
+    x, w = torch.randn(8, 256, 56, 56, device=device), torch.randn(256, 256, 3, 3, device=device)
+    return _best_rate(lambda: F.conv2d(x, w, padding=1), 2 * 8 * 256 * 256 * 9 * 56 * 56, steps, device, clock)
 
 
 def _peak_memory_mb(device: torch.device) -> float:
