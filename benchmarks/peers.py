@@ -132,18 +132,22 @@ def deploy_rows(names, batch, input_size, rounds, steps, compiled: bool, clock) 
         head, rule = head + " deployed+compile / peer |", rule + "--:|"
     rows = [head + " max abs logit diff |", rule + "--:|"]
     for name, size, ours, peer, x in pairs(names, batch, input_size, rows[:]):
+        candidates = {"peer": make_step(peer, x)}
         if ours is None:  # deploy is generic: show it on the peer's own module until cnnzoo has the model
             name, ours = f"{name} (peer's module deployed)", peer
+        else:
+            candidates["ours"] = make_step(ours, x)
         fast = deploy(ours, size)
         with torch.inference_mode():
             diff = (fast(x) - peer(x)).abs().max().item()
-        candidates = {"deployed": make_step(fast, x), "peer": make_step(peer, x), "ours": make_step(ours, x)}
+        candidates["deployed"] = make_step(fast, x)
         if compiled:  # compiles during alternate()'s warm-up step
             candidates["compiled"] = make_step(deploy(ours, size, compile=True), x)
         t = alternate(candidates, rounds, steps, clock)
+        eager = f"{t['peer'] / t['ours']:.3f}" if "ours" in t else "n/a"
         extra = f" {t['peer'] / t['compiled']:.3f} |" if compiled else ""
         rows.append(f"| {name} | {batch / t['deployed']:.2f} | {batch / t['peer']:.2f} | "
-                    f"{t['peer'] / t['deployed']:.3f} | {t['peer'] / t['ours']:.3f} |{extra} {diff:.1e} |")
+                    f"{t['peer'] / t['deployed']:.3f} | {eager} |{extra} {diff:.1e} |")
         print(rows[-1], flush=True)
     return rows
 
@@ -152,16 +156,15 @@ def profile(name: str, batch: int, input_size: int | None) -> None:
     """Operator-level time of the deployed model and the peer's eager one, one inference batch each."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    size = input_size or cnnzoo.model_cfg(name).img_size
-    ours, peer = pair(name, size)
-    x = torch.randn(batch, 3, size, size)
-    for label, model in (("deployed cnnzoo", deploy(ours, size)), (f"{PEERS[name][0]} eager", peer)):
-        step = make_step(model, x)
-        step()
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+    for name, size, ours, peer, x in pairs([name], batch, input_size, []):
+        deployed = deploy(peer if ours is None else ours, size)
+        for label, model in (("deployed", deployed), (f"{PEERS[name][0]} eager", peer)):
+            step = make_step(model, x)
             step()
-        print(f"\n### {name}, {label}, batch {batch}, {size}x{size}\n")
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                step()
+            print(f"\n### {name}, {label}, batch {batch}, {size}x{size}\n")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import cnnzoo
-from cnnzoo.deploy import PointwiseLinear, conv_bn_pairs, deploy
+from cnnzoo.deploy import conv_bn_pairs, deploy
 
 
 @torch.no_grad()
@@ -77,15 +77,6 @@ def test_model_without_batch_norm():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)).eval()
     fast = deploy(model, (3, 8, 8))
     assert max_diff(model, fast, torch.randn(2, 3, 8, 8)) <= 1e-6
-
-
-def test_pointwise_linear_equals_its_conv_in_both_layouts():
-    conv = nn.Conv2d(6, 4, 1)
-    x = torch.randn(2, 6, 5, 5)
-    pw = PointwiseLinear(conv)
-    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
-        with torch.no_grad():
-            assert torch.allclose(pw(inp), conv(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", cnnzoo.list_models())

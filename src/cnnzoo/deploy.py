@@ -11,9 +11,7 @@ data flow of one traced forward pass rather than family-specific rules:
 - Dropout becomes ``nn.Identity``; modules that an eval forward never runs
   (auxiliary classifiers) are removed, and an ``aux_logits`` flag is switched off.
 - Weights go to channels_last where there are 2-D convolutions (oneDNN's and
-  cuDNN's faster layout; the first conv then emits channels_last itself), and
-  1x1 stride-1 convs become one matrix product over the channels
-  (``PointwiseLinear``), which needs no layout copies in that layout.
+  cuDNN's faster layout; the first conv then emits channels_last itself).
 
 The copy computes the same logits as the original in eval mode (to float
 rounding) and is meant for inference only.
@@ -25,7 +23,6 @@ import copy
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .analysis.complexity import Trace, example_input, trace
@@ -99,28 +96,6 @@ def fold_bn(conv: nn.Module, bn: nn.Module) -> None:
     conv.bias = nn.Parameter(shift.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
 
 
-class PointwiseLinear(nn.Module):
-    """A 1x1 stride-1 convolution computed as one matrix product over the channels of an NHWC tensor.
-
-    On a channels_last input the permuted view is already contiguous, so this
-    is a single GEMM with no layout copies (the CPU's fallback 1x1 conv copies
-    channels_last input to NCHW and back); the output is channels_last again.
-    """
-
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        self.weight = nn.Parameter(conv.weight.detach().flatten(1).contiguous(), requires_grad=False)
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
-
-
-def _is_pointwise(m: nn.Module) -> bool:
-    return (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.groups == 1
-            and m.dilation == (1, 1) and m.padding in ((0, 0), "valid"))
-
-
 def _replace(model: nn.Module, name: str, new: nn.Module | None) -> None:
     parent, _, attr = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, attr, new)
@@ -161,9 +136,6 @@ def deploy(model: nn.Module, input_size: int | tuple[int, int, int] | None = Non
     if channels_last is None:
         channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:
-        for name, module in list(model.named_modules()):
-            if _is_pointwise(module):
-                _replace(model, name, PointwiseLinear(module))
         model = model.to(memory_format=torch.channels_last)
     return torch.compile(model, options={"freezing": True}) if compile else model
 
