@@ -14,7 +14,8 @@ import sys
 import torch
 
 from . import analysis, registry
-from .analysis.complexity import module_macs
+from .analysis.complexity import meta_model, trace
+from .analysis.report import FORMATS
 from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
 from .engine.config import parse_assignments
 from .layers.drop import StochasticDepth
@@ -29,10 +30,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _meta_model(name: str, **kwargs) -> torch.nn.Module:
-    """Build ``name`` on the meta device: shapes only, instant even for 100M-parameter networks."""
-    with torch.device("meta"):
-        return registry.create_model(name, **kwargs)
 
 
 def _mark(measured: float, reference: float | None, decimals: int = 0) -> str:
@@ -52,22 +49,30 @@ def cmd_list(args: argparse.Namespace) -> None:
         raise UsageError(f"no model matches {args.pattern!r}; `cnnzoo list` shows them all")
     print(f"{'model':<28} {'params':>14} {'GMACs':>9}  input")
     for name in names:
-        model = _meta_model(name)
+        model = meta_model(name)
         cfg = model.default_cfg
         print(f"{name:<28} {analysis.count_params(model):>14,} {analysis.count_macs(model) / 1e9:>9.3f}  {cfg.img_size}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
     kwargs = {"drop_path_rate": args.drop_path_rate} if args.drop_path_rate else {}
-    model = _meta_model(args.name, **kwargs)
+    model = meta_model(args.name, **kwargs)
     cfg = model.default_cfg
     size = cfg.img_size if args.input_size is None else args.input_size
     analysis.check_input_size(args.name, size)
+    if args.format != "text" and not args.layers:
+        raise UsageError("--format applies to the per-layer table: add --layers")
+    if args.layers:
+        from .analysis.layers import format_layer_table, layer_table
+
+        print(format_layer_table(layer_table(model, size, args.name), args.format))
+        return
     if args.compare:  # check it before printing anything
-        other = _meta_model(args.compare)
+        other = meta_model(args.compare)
         analysis.check_input_size(args.compare, size)
     params = analysis.count_params(model)
-    macs = module_macs(model, size)
+    tr = trace(model, size)
+    macs = tr.module_macs()
     at_ref_size = size == cfg.img_size
 
     print(f"{args.name}: {cfg.paper}" + (f" (arXiv {cfg.arxiv})" if cfg.arxiv else ""))
@@ -81,6 +86,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     else:
         note = f"reference {cfg.macs} G is at {cfg.img_size}" if cfg.macs else "no reference"
         print(f"  {'MACs':<13}{f'{gmacs:.3f} G':<16}{note}")
+    print(f"  {'depth':<13}{tr.total.depth} weight layers on the longest path")
     for label, err in (("top-1 error", cfg.top1_err), ("top-5 error", cfg.top5_err)):
         if err is not None:
             print(f"  {label:<13}{'':<16}paper {err}%" + (f"  ({cfg.eval_note})" if cfg.eval_note else ""))
@@ -121,6 +127,73 @@ def _print_comparison(name: str, model: torch.nn.Module, other_name: str, other:
             print(f"  {name} and {other_name} have the same {what}")
         else:
             print(f"  {name} {'saves' if diff > 0 else 'costs'} {amount}{'' if diff > 0 else ' more'} {what} {share}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .analysis.compare import compare, format_comparison, plot_comparison
+
+    for name in args.names:
+        if args.input_size is not None:
+            analysis.check_input_size(name, args.input_size)
+    rows = compare(args.names, args.input_size, speed=not args.no_speed, batch_size=args.batch_size,
+                   steps=args.steps, device=args.device)
+    print(format_comparison(rows, args.format))
+    if args.plot:
+        left_out = plot_comparison(rows, args.plot, f"{args.metric}_err")
+        note = f"; left out (no paper {args.metric} error): {', '.join(left_out)}" if left_out else ""
+        print(f"plot written to {args.plot}{note}", file=sys.stderr)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from .analysis.explain import TOPICS, explain, format_explanation
+
+    if args.topic is None:
+        print("topics (cnnzoo explain TOPIC):")
+        for topic, (_, about) in TOPICS.items():
+            print(f"  {topic:<11}{about}")
+        return
+    options = {k: v for k, v in (("channels", args.channels), ("size", args.size)) if v is not None}
+    try:
+        e = explain(args.topic, **options)
+    except TypeError:  # an option this topic does not take
+        raise UsageError(f"topic {args.topic!r} takes only --size (its channels are the paper's)") from None
+    print(format_explanation(e, args.format))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .analysis.bench import benchmark, format_results
+    from .deploy import deploy
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = registry.model_cfg(args.name).img_size if args.input_size is None else args.input_size
+    analysis.check_input_size(args.name, size)
+    model, name, channels_last = registry.create_model(args.name), args.name, args.channels_last
+    if args.deploy:
+        if args.mode != "infer":
+            raise UsageError("--deploy makes an inference-only model: use it with --mode infer")
+        model, name, channels_last = deploy(model, size, channels_last=True), f"{args.name} (deployed)", True
+    result = benchmark(model, args.mode, args.batch_size, size, channels_last, args.amp, args.compile,
+                       args.device, args.warmup, args.steps, name=name)
+    print(format_results([result], args.format))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .deploy import deploy, export, load_checkpoint
+
+    size = registry.model_cfg(args.name).img_size if args.input_size is None else args.input_size
+    analysis.check_input_size(args.name, size)
+    model = registry.create_model(args.name)
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    else:
+        print(f"cnnzoo: note: no --checkpoint given, exporting {args.name} with random weights", file=sys.stderr)
+    if not args.no_deploy:
+        model = deploy(model, size, channels_last=False)  # BN folded, dropout and aux heads gone
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}[args.format]
+    path = export(model, args.output or f"{args.name}{suffix}", args.format, size)
+    print(f"{args.name} written to {path} ({args.format}, input N x {registry.model_cfg(args.name).in_chans}"
+          f" x {size} x {size})")
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -188,7 +261,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", metavar="OTHER",
                    help="also count OTHER and print what NAME saves against it, per shared module "
                         "(e.g. `info googlenet --compare googlenet_naive`: what the 1x1 reductions save)")
+    p.add_argument("--layers", action="store_true", help="per-layer table: output shape, params, MACs, stage totals")
+    p.add_argument("--format", choices=FORMATS, default="text", help="of the --layers table")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("compare", help="models side by side: params, MACs, depth, paper error, measured speed")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("--input-size", type=int, help="one square input side for all (default: each model's own)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw params-vs-error and MACs-vs-error charts")
+    p.add_argument("--metric", choices=("top1", "top5"), default="top1", help="the error the plot shows")
+    p.add_argument("--no-speed", action="store_true", help="skip measuring inference images/s")
+    p.add_argument("--batch-size", type=int, default=1, help="of the speed measurement")
+    p.add_argument("--steps", type=int, default=3, help="timed batches per model")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--format", choices=FORMATS, default="text")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("explain", help="the textbook design comparisons, measured on real modules")
+    p.add_argument("topic", nargs="?", help="leave out to list the topics")
+    p.add_argument("--channels", type=int, help="channel count (3x3, separable; densenet: input channels k0)")
+    p.add_argument("--size", type=int, help="spatial size of the input feature map")
+    p.add_argument("--format", choices=FORMATS, default="text")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("bench", help="time training or inference steps: images/s, step ms, memory, GFLOP/s")
+    p.add_argument("name")
+    p.add_argument("--mode", choices=("infer", "train"), default="infer")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--input-size", type=int, help="square input side (default: the paper's)")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (compiled during warm-up)")
+    p.add_argument("--deploy", action="store_true", help="benchmark cnnzoo.deploy(model) (inference)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export", help="write an inference model as ONNX or TorchScript")
+    p.add_argument("name")
+    p.add_argument("--checkpoint", help="weights: .safetensors, or a torch file with a state dict")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--output", help="file to write (default: NAME.onnx / NAME.pt)")
+    p.add_argument("--input-size", type=int, help="square input side (default: the paper's)")
+    p.add_argument("--no-deploy", action="store_true", help="export as is, without folding BN into convs")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("table", help="the README's model table, generated from the registry")
     p.add_argument("--write", metavar="README", help="replace the table between the markers in this file")

@@ -1,0 +1,49 @@
+"""The README table joins measured speeds from a results file, so its staleness test stays exact."""
+
+import csv
+
+import pytest
+
+import cnnzoo
+from cnnzoo.analysis.bench import BENCH_COLUMNS
+from cnnzoo.analysis.table import SPEEDS, model_table, read_speeds
+
+
+def write_speeds(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, [c.key for c in BENCH_COLUMNS])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def row(model, img_s, mode="infer"):
+    return dict(model=model, samples_per_sec=img_s, step_time=1.0, batch_size=8, img_size=32, param_count=1,
+                gmacs=0.1, mode=mode, peak_mem_mb=1, gflops=1, device="cpu", channels_last=False, amp=False,
+                compile=False, threads=2, torch="2.14.1")
+
+
+def test_speed_column_is_joined_from_the_results_file(tmp_path):
+    path = tmp_path / "speed.csv"
+    write_speeds(path, [row("resnet20", 1234.567), row("resnet20", 1.0, mode="train")])
+    assert read_speeds(path)["resnet20"]["samples_per_sec"] == "1234.567"
+    table = model_table(path)
+    line = next(l for l in table.splitlines() if l.startswith("| `resnet20`"))
+    assert line.endswith("| 8.75 | 1234.6 |")
+    assert "batch 8, 2 thread(s), torch 2.14.1" in table
+    assert model_table(path) == table  # deterministic given the file
+
+
+def test_no_results_file_leaves_the_column_empty(tmp_path):
+    table = model_table(tmp_path / "none.csv")
+    assert all(l.endswith("|  |") for l in table.splitlines() if l.startswith("| `"))
+
+
+def test_committed_results_name_registered_models_with_timm_columns():
+    if not SPEEDS.exists():
+        pytest.skip(f"no results file {SPEEDS} committed yet")
+    with open(SPEEDS, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames[:7] == ["model", "samples_per_sec", "step_time", "batch_size", "img_size",
+                                        "param_count", "gmacs"]
+        unknown = {r["model"] for r in reader} - set(cnnzoo.list_models())
+    assert not unknown, f"speed rows for unregistered models: {sorted(unknown)}"

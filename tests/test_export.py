@@ -1,0 +1,69 @@
+"""`cnnzoo export`: the ONNX file runs in onnxruntime, and both formats give the model's logits."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import cnnzoo
+from cnnzoo.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A resnet20 with non-trivial BN statistics, saved the way a training run would save it."""
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("resnet20").train()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 32, 32))
+    path = tmp_path_factory.mktemp("ckpt") / "resnet20.pt"
+    torch.save({"model": model.state_dict(), "epoch": 3}, path)
+    return path, model.eval()
+
+
+def test_onnx_runs_in_onnxruntime_with_the_same_logits(checkpoint, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    path, model = checkpoint
+    out = tmp_path / "r20.onnx"
+    assert main(["export", "resnet20", "--checkpoint", str(path), "--output", str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, 32, 32)  # another batch size than the export's: the batch dimension is dynamic
+    (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert np.abs(logits - expected).max() <= 1e-4
+
+
+def test_torchscript_with_the_same_logits(checkpoint, tmp_path):
+    path, model = checkpoint
+    out = tmp_path / "r20.pt"
+    assert main(["export", "resnet20", "--checkpoint", str(path), "--format", "torchscript",
+                 "--output", str(out)]) == 0
+    loaded = torch.jit.load(str(out))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (loaded(x) - model(x)).abs().max().item() <= 1e-4
+
+
+def test_safetensors_checkpoint_loads(checkpoint, tmp_path):
+    from safetensors.torch import save_file
+
+    from cnnzoo.deploy import load_checkpoint
+
+    _, model = checkpoint
+    path = tmp_path / "r20.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    fresh = load_checkpoint(cnnzoo.create_model("resnet20"), path)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "resnet20", "--checkpoint", "missing.pt"], "checkpoint 'missing.pt' does not exist"),
+    (["export", "resnet20", "--format", "tflite"], "invalid choice: 'tflite'"),
+])
+def test_bad_export_is_one_line_and_status_2(args, message):
+    result = subprocess.run([sys.executable, "-m", "cnnzoo", *args], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
