@@ -27,3 +27,18 @@ def test_train_on_cifar10_jpeg_folders_then_eval_reproduces_the_summary(cifar10_
     assert len((run / "metrics.csv").read_text().splitlines()) == 3  # header + 2 epochs
     evaluated = cnnzoo("eval", "--checkpoint", str(run), "--data", f"folder:{cifar10_jpeg}", cwd=tmp_path)
     assert evaluated == last.rsplit(" run=", 1)[0]
+
+
+def test_strict_data_refuses_to_start_and_lists_the_bad_files(tmp_path):
+    from conftest import make_folder
+
+    root = make_folder(tmp_path / "data")
+    (root / "train" / "cat" / "empty.jpg").write_bytes(b"")
+    (root / "val" / "dog" / "notes.jpg").write_text("not an image")
+    result = subprocess.run([sys.executable, "-m", "cnnzoo", "train", "--model", "resnet20", "--data", str(root),
+                             "--epochs", "1", "--out", str(tmp_path / "runs"), "--strict-data"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "empty.jpg" in result.stderr and "notes.jpg" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

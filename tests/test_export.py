@@ -67,3 +67,20 @@ def test_bad_export_is_one_line_and_status_2(args, message):
     result = subprocess.run([sys.executable, "-m", "cnnzoo", *args], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_exports_a_training_runs_weights_with_their_channels_and_classes(tmp_path):
+    """best.safetensors of a run on 1-channel, 10-class digits: export rebuilds that model, not the default."""
+    ort = pytest.importorskip("onnxruntime")
+    from cnnzoo.engine.checkpoint import save_weights
+
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("resnet20", in_chans=1, num_classes=10).eval()
+    save_weights(tmp_path / "best.safetensors", model, {"model": "resnet20", "in_chans": 1, "num_classes": 10})
+    out = tmp_path / "digits.onnx"
+    assert main(["export", "resnet20", "--checkpoint", str(tmp_path / "best.safetensors"), "--output", str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 1, 32, 32)
+    (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        assert np.abs(logits - model(x).numpy()).max() <= 1e-4

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -17,6 +18,7 @@ from . import analysis, registry
 from .analysis.complexity import meta_model, trace
 from .analysis.report import FORMATS
 from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
+from .engine.trainer import load_trained
 from .engine.config import parse_assignments
 from .layers.drop import StochasticDepth
 
@@ -183,16 +185,19 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     size = registry.model_cfg(args.name).img_size if args.input_size is None else args.input_size
     analysis.check_input_size(args.name, size)
-    model = registry.create_model(args.name)
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint)
+    if args.checkpoint and Path(args.checkpoint).suffix in ("", ".ckpt", ".safetensors"):
+        model, _ = load_trained(args.checkpoint, args.name)  # a cnnzoo run: its classes and channels
     else:
+        model = registry.create_model(args.name)
+    if args.checkpoint and Path(args.checkpoint).suffix not in ("", ".ckpt", ".safetensors"):
+        load_checkpoint(model, args.checkpoint)  # a torch file from elsewhere, holding a state dict
+    elif not args.checkpoint:
         print(f"cnnzoo: note: no --checkpoint given, exporting {args.name} with random weights", file=sys.stderr)
     if not args.no_deploy:
         model = deploy(model, size, channels_last=False)  # BN folded, dropout and aux heads gone
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}[args.format]
     path = export(model, args.output or f"{args.name}{suffix}", args.format, size)
-    print(f"{args.name} written to {path} ({args.format}, input N x {registry.model_cfg(args.name).in_chans}"
+    print(f"{args.name} written to {path} ({args.format}, input N x {model.default_cfg.in_chans}"
           f" x {size} x {size})")
 
 
@@ -223,6 +228,8 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> None:
     keys = ("model", "data", "epochs", "batch_size", "lr", "out", "seed", "device")
     flags = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    if args.strict_data:
+        flags["strict_data"] = True
     overrides = parse_assignments(args.overrides)
     if args.resume:
         if args.config:
@@ -331,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--strict-data", action="store_true",
+                   help="refuse to start if any image file is unreadable, listing them (default: skip and list)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="any config key, e.g. weight_decay=1e-4 milestones=[30,60] model_kwargs.aux_logits=true")
     p.set_defaults(func=cmd_train)

@@ -59,7 +59,8 @@ def model_table(speeds: Path | None = SPEEDS) -> str:
         if cfg.macs is not None:
             decimals = len(repr(cfg.macs).partition(".")[2])
             checks.append("MACs ✓" if round(gmacs, decimals) == cfg.macs else "MACs ✗")
-        err = " / ".join(e for e in (_err(cfg.top1_err), _err(cfg.top5_err)) if e)
+        err = "" if cfg.top1_err is None and cfg.top5_err is None else \
+            f"{_err(cfg.top1_err) or '-'} / {_err(cfg.top5_err) or '-'}"
         img_s = f"{float(speed[name]['samples_per_sec']):.1f}" if name in speed else ""
         rows.append(
             f"| `{name}` | {params:,} | {gmacs:.3f} | {cfg.img_size} | {', '.join(checks)} | {err} | {img_s} |"
