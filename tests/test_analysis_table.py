@@ -28,7 +28,7 @@ def test_speed_column_is_joined_from_the_results_file(tmp_path):
     assert read_speeds(path)["resnet20"]["samples_per_sec"] == "1234.567"
     table = model_table(path)
     line = next(l for l in table.splitlines() if l.startswith("| `resnet20`"))
-    assert line.endswith("| 8.75 | 1234.6 |")
+    assert line.endswith("| 8.75 / - | 1234.6 |")
     assert "batch 8, 2 thread(s), torch 2.14.1" in table
     assert model_table(path) == table  # deterministic given the file
 

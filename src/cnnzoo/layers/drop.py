@@ -115,7 +115,12 @@ class StochasticDepth(nn.Module):
 
     def forward(self, shortcut: Tensor, branch: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         """``shortcut + branch(x)``; in "batch" training mode a closed gate returns ``shortcut`` without calling ``branch``."""
-        return shortcut + self.weigh(branch(x)) if self.open() else shortcut
+        if not self.open():
+            return shortcut
+        out = self.weigh(branch(x))
+        # Without autograd (inference) the sum may overwrite the branch's fresh output, as torchvision's
+        # `out += identity` does: one memory pass less per block.
+        return shortcut + out if torch.is_grad_enabled() else out.add_(shortcut)
 
     def extra_repr(self) -> str:
         return f"survival_prob={self.survival_prob:.4f}, mode={self.mode}, inverted={self.inverted}"
