@@ -36,7 +36,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..registry import CIFAR10_MEAN, CIFAR10_STD, register_model
 from ..weights import fill_bn_counters, register_converter, rename_modules
-from .base import ImageClassifier
+from .base import ImageClassifier, he_init_
 
 PAPER = dict(paper="Densely Connected Convolutional Networks", arxiv="1608.06993")
 SINGLE_CROP = "single crop, ImageNet val"
@@ -170,14 +170,8 @@ class DenseNet(ImageClassifier):
         self.num_features = channels
         self.fc = nn.Linear(channels, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        he_init_(self)
+        nn.init.zeros_(self.fc.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         # N x 1024 x 7 x 7 (DenseNet-121 at 224); N x 342 x 8 x 8 (DenseNet-BC-100-12 at 32)
