@@ -1,12 +1,18 @@
-"""Model registry: name -> builder, with each model's input spec and its paper's reference figures."""
+"""Model registry: name -> builder, with each model's input spec and its paper's reference figures.
+
+The public functions keep timm's names and meanings (``create_model``, ``list_models``,
+``is_model``, ``list_modules``, ``model_entrypoint``, ``get_pretrained_cfg``), so code
+written for timm runs on cnnzoo's models.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterator, Sequence
 
 from torch import nn
 
@@ -17,8 +23,12 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclass(frozen=True)
-class ModelCfg:
-    """What a model expects as input, and what its paper (or ../shared/reference) reports."""
+class ModelCfg(Mapping):
+    """What a model expects as input, and what its paper (or ../shared/reference) reports.
+
+    Read it by attribute (``cfg.input_size``) or as timm's ``pretrained_cfg`` dict
+    (``cfg["input_size"]``, ``cfg.get("first_conv")``, ``dict(cfg)``).
+    """
 
     input_size: tuple[int, int, int] = (3, 224, 224)  # C x H x W the paper trains and evaluates at
     num_classes: int = 1000  # classes of the data set the reference figures are for
@@ -31,6 +41,25 @@ class ModelCfg:
     top1_err: float | None = None  # paper's ImageNet (or CIFAR) top-1 error, %
     top5_err: float | None = None  # paper's top-5 error, %
     eval_note: str = ""  # how the paper's error was measured (single crop, 10-crop, ...)
+    # timm's pretrained_cfg keys; create_model fills the ones that name the model's own modules.
+    architecture: str = ""  # the registered name
+    first_conv: str = ""  # the first convolution's module (its ".weight" is in the state dict)
+    classifier: str = ""  # the final linear layer's module
+    pool_size: tuple[int, int] | None = None  # H x W of forward_features at input_size (model.pretrained_cfg)
+    crop_pct: float = 0.875  # evaluation: resize to input_size / crop_pct, then centre-crop input_size
+    interpolation: str = "bilinear"  # of that resize
+    fixed_input_size: bool = False  # the network takes input_size only (its head needs an exact map size)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
 
     @property
     def in_chans(self) -> int:
@@ -43,6 +72,7 @@ class ModelCfg:
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _CFGS: dict[str, ModelCfg] = {}
+_MODULES: dict[str, str] = {}  # name -> its family's module ("resnet", "vgg", ...)
 
 
 def register_model(fn: Callable | None = None, **cfg):
@@ -59,15 +89,64 @@ def register_model(fn: Callable | None = None, **cfg):
         if fn.__name__ in _MODELS:
             raise ValueError(f"model {fn.__name__!r} is registered twice")
         _MODELS[fn.__name__] = fn
-        _CFGS[fn.__name__] = ModelCfg(**cfg)
+        _CFGS[fn.__name__] = ModelCfg(**cfg, architecture=fn.__name__)
+        _MODULES[fn.__name__] = fn.__module__.rpartition(".")[2]
         return fn
 
     return register(fn) if fn is not None else register
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching an fnmatch ``pattern``, sorted."""
-    return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
+def _patterns(filters: str | Sequence[str]) -> list[str]:
+    return [filters] if isinstance(filters, str) else list(filters)
+
+
+def list_models(
+    filter: str | Sequence[str] = "",
+    module: str | Sequence[str] = "",
+    pretrained: bool = False,
+    exclude_filters: str | Sequence[str] = "",
+    name_matches_cfg: bool = False,
+    include_tags: bool | None = None,
+) -> list[str]:
+    """Registered model names, sorted, with timm's filters.
+
+    Args:
+        filter: fnmatch pattern(s) a name must match (any of them); ``""`` for all.
+        module: family module(s) the model must come from (``"resnet"``, ``["vgg", "alexnet"]``).
+        pretrained: only models with published weights (see ``cnnzoo.weights``).
+        exclude_filters: pattern(s) that remove names.
+        name_matches_cfg, include_tags: timm's; every cnnzoo name has its own cfg and there are
+            no weight tags in names, so they change nothing.
+    """
+    names = [n for n in _MODELS if not filter or any(fnmatch.fnmatch(n, p) for p in _patterns(filter))]
+    if module:
+        names = [n for n in names if _MODULES[n] in _patterns(module)]
+    if exclude_filters:
+        names = [n for n in names if not any(fnmatch.fnmatch(n, p) for p in _patterns(exclude_filters) if p)]
+    if pretrained:
+        from .weights import has_pretrained
+
+        names = [n for n in names if has_pretrained(n)]
+    return sorted(names)
+
+
+def list_pretrained(filter: str | Sequence[str] = "", exclude_filters: str | Sequence[str] = "") -> list[str]:
+    """The models with published weights (timm's ``list_pretrained``)."""
+    return list_models(filter, pretrained=True, exclude_filters=exclude_filters)
+
+
+def list_modules() -> list[str]:
+    """The family modules that register models."""
+    return sorted(set(_MODULES.values()))
+
+
+def is_model(name: str) -> bool:
+    return name in _MODELS
+
+
+def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The registered builder of ``name``."""
+    return _MODELS[_lookup(name)]
 
 
 def _lookup(name: str) -> str:
@@ -83,24 +162,82 @@ def model_cfg(name: str) -> ModelCfg:
     return _CFGS[_lookup(name)]
 
 
-def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **kwargs) -> nn.Module:
-    """Build a registered model.
+get_pretrained_cfg = model_cfg  # timm's name
+
+
+def get_pretrained_cfg_value(name: str, key: str) -> Any:
+    """One entry of ``name``'s cfg (None if the cfg has no such key), as timm's."""
+    return model_cfg(name).get(key)
+
+
+def _first_conv(model: nn.Module) -> str:
+    return next((name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), "")
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    global_pool: str | None = None,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    pretrained_cfg: Mapping | None = None,
+    pretrained_cfg_overlay: Mapping | None = None,
+    feature_cls: str | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build a registered model (timm's ``create_model``).
 
     ``num_classes`` and ``in_chans`` default to the model's own (1000 and 3 for
-    the ImageNet models, 10 classes for the CIFAR ones, 1 channel for LeNet-5).
+    the ImageNet models, 10 classes for the CIFAR ones, 1 channel for LeNet-5);
+    ``num_classes=0`` leaves no classifier (the model returns pooled features).
+    ``global_pool`` is ``"avg"``, ``"max"``, ``"avgmax"`` or ``""`` (no pooling, with
+    ``num_classes=0``). ``pretrained=True`` loads the model's published weights.
+    ``features_only=True`` returns a ``FeatureNet`` giving the feature maps of the stages
+    ``out_indices`` (default all; see ``model.feature_info``). ``pretrained_cfg`` replaces
+    the registered cfg, ``pretrained_cfg_overlay`` changes some of its keys.
     Other keywords go to the family's constructor; one it does not take is an error.
     """
-    builder = _MODELS[_lookup(name)]
-    cfg = _CFGS[name]
+    name = _lookup(name)
+    builder, cfg = _MODELS[name], _CFGS[name]
+    if pretrained_cfg is not None:
+        cfg = dataclasses.replace(cfg, **dict(pretrained_cfg))
+    if pretrained_cfg_overlay:
+        unknown = set(pretrained_cfg_overlay) - set(cfg)
+        if unknown:
+            raise ValueError(f"pretrained_cfg_overlay: unknown keys {sorted(unknown)}; the cfg has {sorted(cfg)}")
+        cfg = dataclasses.replace(cfg, **dict(pretrained_cfg_overlay))
+    if feature_cls not in (None, "getter", "list"):
+        raise ValueError(f"feature_cls={feature_cls!r}: cnnzoo's features_only gives the stages' maps as a list "
+                         "(feature_cls None, 'getter' or 'list')")
     num_classes = cfg.num_classes if num_classes is None else num_classes
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    if global_pool == "" and num_classes:
+        raise ValueError("global_pool='' leaves the feature map unpooled: it needs num_classes=0")
     in_chans = cfg.in_chans if in_chans is None else in_chans
     try:
-        model = builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+        # num_classes=0 builds the usual head, then removes it (after any weights are loaded)
+        model = builder(num_classes=num_classes or cfg.num_classes, in_chans=in_chans, **kwargs)
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise
         raise ValueError(f"{name}: {e}; see the family's constructor for the arguments it takes") from None
-    model.default_cfg = dataclasses.replace(
-        cfg, num_classes=num_classes, input_size=(in_chans, *cfg.input_size[1:])
+    model.pretrained_cfg = dataclasses.replace(
+        cfg, num_classes=num_classes, input_size=(in_chans, *cfg.input_size[1:]),
+        first_conv=_first_conv(model), classifier=getattr(model, "classifier", ""),
     )
+    if pretrained:
+        from .weights import load_pretrained
+
+        load_pretrained(model, name)
+    if num_classes == 0:
+        model.reset_classifier(0)
+    if global_pool is not None:
+        model.set_global_pool(global_pool)
+    if features_only:
+        from .models.base import FeatureNet
+
+        model = FeatureNet(model, out_indices)
     return model

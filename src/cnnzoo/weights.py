@@ -81,3 +81,13 @@ def import_weights(model: nn.Module, state_dict: Mapping[str, Tensor], source: s
     with torch.no_grad():
         model.load_state_dict(state_dict, strict=True)
     return model
+
+
+def has_pretrained(name: str) -> bool:
+    """Whether published weights exist for the registered model ``name`` (none are wired in yet)."""
+    return False
+
+
+def load_pretrained(model: nn.Module, name: str) -> None:
+    """Load ``name``'s published weights into ``model`` (none are wired in yet)."""
+    raise ValueError(f"no pretrained weights for {name}")

@@ -94,6 +94,9 @@ class StochasticDepth(nn.Module):
         """
         if not self.training or self.survival_prob == 1.0 or self.mode == "row":
             return True
+        if torch.fx._symbolic_trace.is_fx_tracing():  # the traced graph would keep one draw forever
+            raise RuntimeError("stochastic depth in 'batch' mode decides in Python whether a branch runs: a training-mode "
+                               "graph cannot be traced; trace in eval mode, or build with drop_path_mode='row'")
         return self.gate()
 
     def scale(self, branch_out: Tensor) -> Tensor:

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch.fx
 from torch import Tensor, nn
 
-from ..layers import LocalResponseNorm
+from ..layers import LocalResponseNorm, SelectAdaptivePool2d, expect_map_size
 from ..registry import register_model
 from ..weights import register_converter, rename_modules
 from .base import ImageClassifier
 
 PAPER = dict(paper="ImageNet Classification with Deep Convolutional Neural Networks")
+
+torch.fx.wrap("expect_map_size")  # a shape check: symbolic tracing keeps it as one call
 
 
 class AlexNet(ImageClassifier):
@@ -74,16 +77,23 @@ class AlexNet(ImageClassifier):
         # (as Caffe's reference model does) differs only for the maps within n/2 = 2 of the split.
         self.norm1 = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
         self.norm2 = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
-        self.pool = nn.MaxPool2d(3, stride=2)  # overlapping: z=3, s=2
-        self.avgpool = nn.AdaptiveAvgPool2d(pool_to) if pool_to else nn.Identity()
+        self.pool = nn.MaxPool2d(3, stride=2)  # overlapping: z=3, s=2; after norm1 and norm2
+        self.act5 = nn.ReLU(inplace=True)
+        self.pool5 = nn.MaxPool2d(3, stride=2)
+        self.feature_info = [dict(num_chs=c1, reduction=4, module="norm1"), dict(num_chs=c2, reduction=8, module="norm2"),
+                             dict(num_chs=c5, reduction=16, module="act5"), dict(num_chs=c5, reduction=32, module="pool5")]
+        # fc6 reads 6x6 maps: exactly those of pool5 (the paper), or pooled to 6x6 adaptively (pool_to=6, torchvision)
+        self.pool_to = pool_to
+        self.global_pool = SelectAdaptivePool2d("avg", output_size=6)
 
-        self.num_features = 4096
+        self.num_features = c5
+        self.head_hidden_size = 4096
         self.dropout_before_fc = dropout_before_fc
         self.drop6 = nn.Dropout(drop_rate)
         self.drop7 = nn.Dropout(drop_rate)
-        self.fc6 = nn.Linear(c5 * 6 * 6, self.num_features)
-        self.fc7 = nn.Linear(self.num_features, self.num_features)
-        self.fc8 = nn.Linear(self.num_features, num_classes)
+        self.fc6 = nn.Linear(c5 * 6 * 6, self.head_hidden_size)
+        self.fc7 = nn.Linear(self.head_hidden_size, self.head_hidden_size)
+        self.fc8 = nn.Linear(self.head_hidden_size, num_classes)
 
         if init == "paper":
             for m in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5, self.fc6, self.fc7, self.fc8):
@@ -97,14 +107,15 @@ class AlexNet(ImageClassifier):
         x = self.pool(self.norm2(self.relu(self.conv2(x))))  # N x 256 x 13 x 13
         x = self.relu(self.conv3(x))
         x = self.relu(self.conv4(x))
-        return self.pool(self.relu(self.conv5(x)))  # N x 256 x 6 x 6
+        return self.pool5(self.act5(self.conv5(x)))  # N x 256 x 6 x 6
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.avgpool(x)
-        if x.shape[-2:] != (6, 6):
-            raise ValueError(f"fc6 needs 6x6 pool5 maps, got {x.shape[-2]}x{x.shape[-1]}: feed 227x227 images "
-                             "(the paper's network), or build with pool_to=6 (as alexnet_tv) for other sizes")
-        x = x.flatten(1)  # N x 9216
+        if self.global_pool.is_identity():  # global_pool "": the feature map, fc6-fc8 need pooled input
+            return x
+        if self.pool_to is None:
+            x = expect_map_size(x, (6, 6), "fc6 needs 6x6 pool5 maps, got {got}: feed 227x227 images (the paper's "
+                                "network), or build with pool_to=6 (as alexnet_tv) for other sizes")
+        x = self.global_pool(x)  # N x 9216
         if self.dropout_before_fc:
             x = self.relu(self.fc6(self.drop6(x)))
             x = self.relu(self.fc7(self.drop7(x)))
@@ -122,7 +133,7 @@ def _from_torchvision(state_dict: dict) -> dict:
 
 
 # The paper says 224x224 inputs, but an 11x11 stride-4 conv without padding gives its 55x55 maps only from 227.
-@register_model(**PAPER, input_size=227, params=60_965_224, macs=0.724, top1_err=40.7, top5_err=18.2,
+@register_model(**PAPER, input_size=227, fixed_input_size=True, params=60_965_224, macs=0.724, top1_err=40.7, top5_err=18.2,
                 eval_note="1 CNN, ILSVRC-2012 val")
 def alexnet(**kwargs) -> AlexNet:
     return AlexNet(**kwargs)

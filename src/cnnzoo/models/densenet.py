@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..layers import SelectAdaptivePool2d
 from ..registry import CIFAR10_MEAN, CIFAR10_STD, register_model
 from ..weights import fill_bn_counters, register_converter, rename_modules
 from .base import ImageClassifier, he_init_
@@ -153,20 +154,28 @@ class DenseNet(ImageClassifier):
                 relu0=nn.ReLU(inplace=True),
                 pool0=nn.MaxPool2d(3, stride=2, padding=1),
             )
+            self.feature_info = [dict(num_chs=num_init_features, reduction=2, module="features.relu0")]
+            reduction = 4
         else:  # the first dense layer's own BN-ReLU follows the conv
             layers = OrderedDict(conv0=nn.Conv2d(in_chans, num_init_features, 3, padding=1, bias=False))
+            self.feature_info = [dict(num_chs=num_init_features, reduction=1, module="features.conv0")]
+            reduction = 1
         channels = num_init_features
         for i, num_layers in enumerate(block_config):
             layers[f"denseblock{i + 1}"] = DenseBlock(num_layers, channels, growth_rate, bn_size=bn_size,
                                                       drop_rate=drop_rate, memory_efficient=memory_efficient)
             channels += num_layers * growth_rate
             if i < len(block_config) - 1:
+                # each block's output, before its transition halves channels and map
+                self.feature_info.append(dict(num_chs=channels, reduction=reduction, module=f"features.denseblock{i + 1}"))
                 layers[f"transition{i + 1}"] = Transition(channels, int(channels * compression))
                 channels = int(channels * compression)
+                reduction *= 2
         layers["norm5"] = nn.BatchNorm2d(channels)
+        self.feature_info.append(dict(num_chs=channels, reduction=reduction, module="features.norm5"))
         self.features = nn.Sequential(layers)  # torchvision's names, so its weights map one to one
         self.relu = nn.ReLU(inplace=True)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.num_features = channels
         self.fc = nn.Linear(channels, num_classes)
 
@@ -178,7 +187,7 @@ class DenseNet(ImageClassifier):
         return self.relu(self.features(x))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.avgpool(x).flatten(1)
+        x = self.global_pool(x)
         return x if pre_logits else self.fc(x)
 
 

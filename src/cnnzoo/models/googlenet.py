@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import ConvBnAct
+from ..layers import ConvBnAct, SelectAdaptivePool2d
 from ..registry import IMAGENET_MEAN, IMAGENET_STD, register_model
 from ..weights import register_converter
 from .base import ImageClassifier
@@ -225,9 +225,15 @@ class GoogLeNet(ImageClassifier):
             self.aux1 = InceptionAux(self.inception4a.out_channels, num_classes, **aux)
             self.aux2 = InceptionAux(self.inception4d.out_channels, num_classes, **aux)
 
+        self.feature_info = [
+            dict(num_chs=64, reduction=2, module="conv1"), dict(num_chs=192, reduction=4, module="lrn2"),
+            dict(num_chs=self.inception3b.out_channels, reduction=8, module="inception3b"),
+            dict(num_chs=self.inception4e.out_channels, reduction=16, module="inception4e"),
+            dict(num_chs=channels, reduction=32, module="inception5b"),
+        ]
         self.num_features = channels
         # Global average pool: the paper's 7x7/1 average pool at 224, and any other size works.
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.dropout = nn.Dropout(dropout if dropout is not None else 0.4 if paper else 0.2)
         self.fc = nn.Linear(channels, num_classes)
 
@@ -268,7 +274,7 @@ class GoogLeNet(ImageClassifier):
         return self._trunk(x, aux=False)[0]
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.dropout(self.avgpool(x).flatten(1))  # N x 1024
+        x = self.dropout(self.global_pool(x))  # N x 1024
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:

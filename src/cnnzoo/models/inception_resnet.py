@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..layers import Concat, ConvBnAct, StochasticDepth, survival_probs
+from ..layers import Concat, ConvBnAct, SelectAdaptivePool2d, StochasticDepth, survival_probs
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
@@ -195,7 +195,12 @@ class InceptionResNetV2(ImageClassifier):
                              no_relu=True, conv_block=conv_block)
         self.num_features = 1536
         self.conv2d_7b = conv_block(2080, self.num_features, 1)
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.feature_info = [
+            dict(num_chs=64, reduction=2, module="conv2d_2b"), dict(num_chs=192, reduction=4, module="conv2d_4a"),
+            dict(num_chs=320, reduction=8, module="repeat"), dict(num_chs=1088, reduction=16, module="repeat_1"),
+            dict(num_chs=self.num_features, reduction=32, module="conv2d_7b"),
+        ]
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.classif = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -208,7 +213,7 @@ class InceptionResNetV2(ImageClassifier):
         return self.conv2d_7b(x)  # N x 1536 x 8 x 8
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.global_pool(x).flatten(1)
+        x = self.global_pool(x)
         return x if pre_logits else self.classif(x)
 
 

@@ -38,15 +38,19 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.fx
 from torch import Tensor, nn
 
+from ..layers import SelectAdaptivePool2d, expect_map_size
 from ..registry import register_model
 from .base import ImageClassifier
 
 PAPER = dict(paper="Gradient-Based Learning Applied to Document Recognition", input_size=(1, 32, 32),
-             num_classes=10,
+             num_classes=10, fixed_input_size=True,
              # Section II.B: background -0.1, ink 1.175, i.e. (p - 0.1 / 1.275) / (1 / 1.275) for ink p in [0, 1].
              mean=(0.1 / 1.275,), std=(1 / 1.275,))
+
+torch.fx.wrap("expect_map_size")  # a shape check: symbolic tracing keeps it as one call
 
 # Table I: for each of C3's 16 maps (the table's columns), the S2 maps it is connected to.
 C3_TABLE = (
@@ -135,9 +139,14 @@ class LeNet5(ImageClassifier):
         self.c3 = PartialConv2d(C3_TABLE, 5) if c3_table else nn.Conv2d(6, 16, 5)
         self.s4 = Subsampling(16, trainable_subsampling, act_layer)
         self.c5 = nn.Conv2d(16, 120, 5)
+        self.feature_info = [dict(num_chs=6, reduction=2, module="s2"), dict(num_chs=16, reduction=4, module="s4"),
+                             dict(num_chs=120, reduction=32, module="c5")]
+        # C5 is 1x1 at 32x32: the "pool" only flattens it (global_pool "" keeps the map)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.f6 = nn.Linear(120, 84)
         self.act = act_layer()
-        self.num_features = 84
+        self.num_features = 120
+        self.head_hidden_size = 84
         self.output = nn.Linear(84, num_classes)
 
         # Appendix A: uniform in +-2.4 / F_i, F_i the unit's fan-in (its biases drawn alike here).
@@ -156,10 +165,11 @@ class LeNet5(ImageClassifier):
         return self.act(self.c5(x))  # N x 120 x 1 x 1
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        if x.shape[-2:] != (1, 1):
-            raise ValueError(f"F6 needs 1x1 C5 maps, got {x.shape[-2]}x{x.shape[-1]}: LeNet-5 takes 32x32 images "
-                             "(pad 28x28 MNIST digits by 2 pixels)")
-        x = self.act(self.f6(x.flatten(1)))  # N x 84
+        if self.global_pool.is_identity():
+            return x
+        x = expect_map_size(x, (1, 1), "F6 needs 1x1 C5 maps, got {got}: LeNet-5 takes 32x32 images "
+                            "(pad 28x28 MNIST digits by 2 pixels)")
+        x = self.act(self.f6(self.global_pool(x)))  # N x 84
         return x if pre_logits else self.output(x)
 
 

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import Concat, ConvBnAct, StochasticDepth, survival_probs
+from ..layers import Concat, ConvBnAct, SelectAdaptivePool2d, StochasticDepth, survival_probs
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
@@ -304,9 +304,14 @@ class PolyNet(ImageClassifier):
         self.reduction_b = reduction_b(conv_block)
         self.stage_c = stage("C", a + b, c, kinds[2])
         self.num_features = 2048
+        self.feature_info = [
+            dict(num_chs=64, reduction=2, module="stem.conv1"), dict(num_chs=384, reduction=8, module="stage_a"),
+            dict(num_chs=1152, reduction=16, module="stage_b"),
+            dict(num_chs=self.num_features, reduction=32, module="stage_c"),
+        ]
         # The release pools with a fixed 9 x 9 window (its map at 331); adaptive pooling is the same there
         # and also serves other input sizes.
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
 
@@ -320,7 +325,7 @@ class PolyNet(ImageClassifier):
         return self.stage_c(self.reduction_b(x))  # N x 2048 x 8 x 8 (9 x 9)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.dropout(self.avg_pool(x).flatten(1))
+        x = self.dropout(self.global_pool(x))
         return x if pre_logits else self.fc(x)
 
 

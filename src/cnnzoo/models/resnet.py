@@ -13,7 +13,7 @@ from typing import Callable, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import StochasticDepth, conv1x1, conv3x3, survival_probs
+from ..layers import SelectAdaptivePool2d, StochasticDepth, conv1x1, conv3x3, survival_probs
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier, he_init_
@@ -140,6 +140,9 @@ class ResNet(ImageClassifier):
             self.maxpool = nn.Identity()
         self.bn1 = norm_layer(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
+        reduction = 2 if stem == "imagenet" else 1
+        self.feature_info = [dict(num_chs=self.inplanes, reduction=reduction, module="relu")]
+        reduction *= 2 if stem == "imagenet" else 1  # the stem's max-pool
 
         probs = iter(survival_probs(sum(layers), drop_path_rate, drop_path_schedule))
         for i, (planes, blocks) in enumerate(zip(widths, layers)):
@@ -156,9 +159,11 @@ class ResNet(ImageClassifier):
                 stage.append(block(self.inplanes, planes, s, downsample, drop, stride_in_1x1))
                 self.inplanes = out
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
+            reduction *= stride
+            self.feature_info.append(dict(num_chs=self.inplanes, reduction=reduction, module=f"layer{i + 1}"))
         self.num_stages = len(layers)
         self.num_features = self.inplanes
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.fc = nn.Linear(self.num_features, num_classes)
 
         he_init_(self)
@@ -170,7 +175,7 @@ class ResNet(ImageClassifier):
         return x  # N x 2048 x 7 x 7 (ResNet-50 at 224), N x 64 x 8 x 8 (CIFAR)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.avgpool(x).flatten(1)
+        x = self.global_pool(x)  # N x C (N x C x H x W with global_pool "")
         return x if pre_logits else self.fc(x)
 
 

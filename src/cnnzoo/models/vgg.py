@@ -19,7 +19,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from ..layers import LocalResponseNorm
+from ..layers import LocalResponseNorm, SelectAdaptivePool2d
 from ..registry import register_model
 from ..weights import fill_bn_counters, register_converter, rename_modules
 from .base import ImageClassifier
@@ -59,11 +59,14 @@ class VGG(ImageClassifier):
     def __init__(self, layers: Sequence[str], batch_norm: bool = False, drop_rate: float = 0.5,
                  num_classes: int = 1000, in_chans: int = 3):
         super().__init__()
-        features, channels = [], in_chans
+        features, channels, reduction = [], in_chans, 1
+        self.feature_info = []  # each block's last layer before its max-pool, then pool5
         for layer in layers:
             conv = re.fullmatch(r"conv(\d+)-(\d+)", layer)
             if layer == "maxpool":
+                self.feature_info.append(dict(num_chs=channels, reduction=reduction, module=f"features.{len(features) - 1}"))
                 features.append(nn.MaxPool2d(2, stride=2))
+                reduction *= 2
             elif layer == "LRN":  # A-LRN, with Krizhevsky et al.'s LRN parameters (Section 2.1)
                 features.append(LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0))
             elif conv:
@@ -74,17 +77,19 @@ class VGG(ImageClassifier):
             else:
                 raise ValueError(f"unknown VGG layer {layer!r}; use 'conv<size>-<channels>', 'maxpool' or 'LRN'")
         self.features = nn.Sequential(*features)  # same indices as torchvision's ``features``
+        self.feature_info.append(dict(num_chs=channels, reduction=reduction, module=f"features.{len(features) - 1}"))
         # Identity at 224 (pool5 is 7x7); smaller inputs are averaged/replicated to 7x7 as in torchvision.
         # The paper instead evaluates other sizes densely, with the FC layers turned into convolutions.
-        self.avgpool = nn.AdaptiveAvgPool2d(7)
+        self.global_pool = SelectAdaptivePool2d("avg", output_size=7)
 
-        self.num_features = 4096
+        self.num_features = channels
+        self.head_hidden_size = 4096
         self.relu = nn.ReLU(inplace=True)
-        self.fc6 = nn.Linear(channels * 7 * 7, self.num_features)
+        self.fc6 = nn.Linear(channels * 7 * 7, self.head_hidden_size)
         self.drop6 = nn.Dropout(drop_rate)
-        self.fc7 = nn.Linear(self.num_features, self.num_features)
+        self.fc7 = nn.Linear(self.head_hidden_size, self.head_hidden_size)
         self.drop7 = nn.Dropout(drop_rate)
-        self.fc8 = nn.Linear(self.num_features, num_classes)
+        self.fc8 = nn.Linear(self.head_hidden_size, num_classes)
 
         # The paper trains A from N(0, 1e-2) and starts the deeper nets from A's layers, noting that
         # Glorot's initialisation makes that unnecessary; He et al.'s (torchvision's) does so too.
@@ -103,7 +108,9 @@ class VGG(ImageClassifier):
         return self.features(x)  # N x 512 x 7 x 7 at 224
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.avgpool(x).flatten(1)  # N x 25088
+        if self.global_pool.is_identity():  # global_pool "": the feature map, fc6-fc8 need pooled input
+            return x
+        x = self.global_pool(x)  # N x 25088
         x = self.drop6(self.relu(self.fc6(x)))
         x = self.drop7(self.relu(self.fc7(x)))  # N x 4096
         return x if pre_logits else self.fc8(x)

@@ -23,7 +23,7 @@ from typing import Callable
 
 from torch import Tensor, nn
 
-from ..layers import SeparableConv2d, StochasticDepth, survival_probs
+from ..layers import SelectAdaptivePool2d, SeparableConv2d, StochasticDepth, survival_probs
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier, he_init_
@@ -145,8 +145,14 @@ class Xception(ImageClassifier):
         self.bn4 = nn.BatchNorm2d(2048, eps=BN_EPS)
         self.act4 = nn.ReLU(inplace=True)
 
+        self.feature_info = [
+            dict(num_chs=64, reduction=2, module="act2"),
+            dict(num_chs=ENTRY_FLOW[0][-1], reduction=4, module="entry_flow.0"),
+            dict(num_chs=ENTRY_FLOW[1][-1], reduction=8, module="entry_flow.1"),
+            dict(num_chs=chs, reduction=16, module="middle_flow"), dict(num_chs=2048, reduction=32, module="act4"),
+        ]
         self.num_features = 2048
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
 
@@ -162,7 +168,7 @@ class Xception(ImageClassifier):
         return self.act4(self.bn4(self.conv4(x)))  # N x 2048 x 10 x 10
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.dropout(self.global_pool(x).flatten(1))  # N x 2048
+        x = self.dropout(self.global_pool(x))  # N x 2048
         return x if pre_logits else self.fc(x)
 
 

@@ -1,0 +1,214 @@
+"""timm's model interface, checked over every registered model (our own tests of what timm's
+tests/test_models.py asks of a model; benchmarks/timm_suite.py runs timm's file itself).
+
+The checks that need only shapes run on the meta device (no weights, no compute), so
+every model is covered in seconds; the checks that compare numbers run on one small
+network of each family, at a small input.
+"""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import cnnzoo
+from cnnzoo import layers, registry
+from cnnzoo.analysis.complexity import meta_model
+from cnnzoo.models.base import FeatureInfo, Pruned, feature_take_indices
+
+MODELS = cnnzoo.list_models()
+# one small network per family, with an input it accepts, for the checks that compare numbers
+REAL = {"alexnet_tv": 64, "vgg11_bn": 32, "googlenet_bn": 64, "resnet20": 32, "densenet_bc_100_12": 32,
+        "xception": 71, "inception_resnet_v2": 75, "polynet_363_b_poly3": 75, "lenet5": 32}
+
+
+def meta_input(model, batch=2):
+    return torch.empty(batch, *model.pretrained_cfg["input_size"], device="meta")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_cfg_reads_as_a_dict_and_names_real_modules(name):
+    model = meta_model(name).eval()
+    cfg = model.pretrained_cfg
+    assert cfg is model.default_cfg
+    assert dict(cfg)["input_size"] == cfg.input_size == cfg["input_size"]
+    assert cfg.get("no such key") is None and cfg["architecture"] == name
+    keys = model.state_dict().keys()
+    assert cfg["first_conv"] + ".weight" in keys and cfg["classifier"] + ".weight" in keys
+    assert isinstance(model.get_classifier(), nn.Linear) and model.num_classes == cfg["num_classes"]
+    features = model.forward_features(meta_input(model))
+    assert features.shape[1] == model.num_features and tuple(features.shape[-2:]) == cfg["pool_size"]
+    assert model.forward_head(features, pre_logits=True).shape == (2, model.head_hidden_size)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_classifier_and_pool_reset(name):
+    model = meta_model(name).eval()
+    x = meta_input(model)
+    pool_size = model.pretrained_cfg["pool_size"]
+    model.reset_classifier(0)
+    assert model.num_classes == 0 and isinstance(model.get_classifier(), nn.Identity)
+    assert model(x).shape == (2, model.head_hidden_size)
+    model.reset_classifier(0, "")
+    assert model(x).shape == (2, model.num_features, *pool_size)
+    for pool in ("max", "avgmax"):
+        model.reset_classifier(5, pool)
+        assert model(x).shape == (2, 5) and model.num_classes == 5
+    with pytest.raises(ValueError, match="needs pooled features"):
+        model.reset_classifier(5, "")
+    unpooled = meta_model(name, num_classes=0, global_pool="").eval()
+    assert unpooled(x).shape == (2, unpooled.num_features, *pool_size)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_intermediates_follow_feature_info(name):
+    model = meta_model(name).eval()
+    x = meta_input(model, batch=1)
+    info = model.feature_info
+    assert len(info) >= 3
+    reductions = [f["reduction"] for f in info]
+    assert reductions == sorted(reductions)  # timm's FeatureInfo requires it
+    final, maps = model.forward_intermediates(x)
+    assert final.shape == model.forward_features(x).shape
+    assert len(maps) == len(info)
+    for f, t in zip(info, maps):
+        assert t.shape[1] == f["num_chs"]
+        assert all(t.shape[d] <= math.ceil(x.shape[d] / f["reduction"]) + 1 for d in (2, 3)), (f, t.shape)
+    last_two = model.forward_intermediates(x, indices=2, intermediates_only=True)
+    assert [t.shape for t in last_two] == [t.shape for t in maps[-2:]]
+    early, [first] = model.forward_intermediates(x, indices=[0], stop_early=True)
+    assert early.shape == first.shape == maps[0].shape
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_features_only_gives_the_stages_and_drops_the_rest(name):
+    full = meta_model(name)
+    features = meta_model(name, features_only=True, out_indices=(0, 1))
+    assert features.feature_info.channels() == [f["num_chs"] for f in full.feature_info[:2]]
+    assert features.feature_info.reduction() == [f["reduction"] for f in full.feature_info[:2]]
+    outs = features(meta_input(full))
+    assert [o.shape[1] for o in outs] == features.feature_info.channels()
+    assert sum(p.numel() for p in features.parameters()) < sum(p.numel() for p in full.parameters())
+    assert any(isinstance(m, Pruned) for m in features.modules())
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_symbolic_tracing(name, mode):
+    model = meta_model(name, num_classes=3).train(mode == "train")
+    tracer = torch.fx.Tracer(autowrap_functions=tuple(layers.get_notrace_functions()))
+    graph = torch.fx.GraphModule(model, tracer.trace(model))
+    out = graph(meta_input(model))
+    assert (out[0] if isinstance(out, tuple) else out).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_traced_and_hooked_outputs_equal_the_model(name):
+    torch.manual_seed(0)
+    model = cnnzoo.create_model(name, num_classes=4).eval()
+    size = REAL[name] if not model.pretrained_cfg["fixed_input_size"] else model.pretrained_cfg["input_size"][-1]
+    x = torch.randn(1, model.pretrained_cfg["input_size"][0], size, size)
+    with torch.no_grad():
+        logits = model(x)
+        assert torch.equal(torch.fx.symbolic_trace(model)(x), logits)
+        final, maps = model.forward_intermediates(x)
+        assert torch.equal(final, model.forward_features(x)) and torch.equal(maps[-1], final)
+        assert torch.equal(model.forward_intermediates(x, indices=[1], intermediates_only=True)[0], maps[1])
+        extractor = cnnzoo.create_model(name, features_only=True)
+        extractor.load_state_dict({k: v for k, v in model.state_dict().items()
+                                   if k in extractor.model.state_dict()}, strict=False)
+        assert all(torch.equal(a, b) for a, b in zip(extractor.eval()(x), maps))
+
+
+@pytest.mark.parametrize("name", ["resnet20", "densenet_bc_100_12", "googlenet_bn"])
+def test_grad_checkpointing_changes_nothing_but_memory(name):
+    torch.manual_seed(0)
+    plain = cnnzoo.create_model(name, num_classes=4).train()
+    ckpt = cnnzoo.create_model(name, num_classes=4).train()
+    ckpt.load_state_dict(plain.state_dict())
+    ckpt.set_grad_checkpointing()
+    x = torch.randn(2, 3, 32, 32)
+    out, out_ckpt = plain(x), ckpt(x)
+    out.square().sum().backward()
+    out_ckpt.square().sum().backward()
+    assert torch.allclose(out, out_ckpt, atol=1e-6)
+    for (n, p), q in zip(plain.named_parameters(), ckpt.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5), n
+    # the recomputed forward does not move batch-norm statistics a second time
+    for (n, b), c in zip(plain.named_buffers(), ckpt.buffers()):
+        assert torch.allclose(b.float(), c.float(), atol=1e-6), n
+    ckpt.set_grad_checkpointing(False)
+    assert all("forward" not in m.__dict__ for m in ckpt.modules())
+
+
+def test_num_classes_zero_gives_pooled_features():
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("resnet18").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+        headless = cnnzoo.create_model("resnet18", num_classes=0).eval()
+        headless.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("fc.")})
+        assert headless(x).shape == (2, 512) and torch.equal(headless(x), pooled)
+    assert headless.num_classes == 0 and headless.pretrained_cfg["num_classes"] == 0
+
+
+def test_pools_compute_what_they_say():
+    x = torch.randn(2, 3, 5, 5)
+    assert torch.equal(layers.SelectAdaptivePool2d("max")(x), x.amax((2, 3)))
+    assert torch.allclose(layers.SelectAdaptivePool2d("avgmax")(x), (x.mean((2, 3)) + x.amax((2, 3))) / 2)
+    assert layers.SelectAdaptivePool2d("")(x) is x
+    with pytest.raises(ValueError, match="unknown global_pool 'catavgmax'"):
+        layers.SelectAdaptivePool2d("catavgmax")
+
+
+def test_feature_indices_have_timms_meaning():
+    assert feature_take_indices(5) == ([0, 1, 2, 3, 4], 4)
+    assert feature_take_indices(5, 2) == ([3, 4], 4)
+    assert feature_take_indices(5, (0, -2)) == ([0, 3], 3)
+    with pytest.raises(ValueError, match="out of range"):
+        feature_take_indices(5, (5,))
+    info = FeatureInfo([dict(num_chs=8, reduction=2, module="a"), dict(num_chs=16, reduction=4, module="b")], (1,))
+    assert (info.channels(), info.reduction(), info.module_name(), info.channels(0)) == ([16], [4], ["b"], 8)
+
+
+def test_pruned_model_says_what_happened():
+    model = cnnzoo.create_model("resnet20")
+    assert model.prune_intermediate_layers((0, 1)) == [0, 1]
+    assert isinstance(model.layer2, Pruned) and isinstance(model.layer3, Pruned)
+    maps = model.forward_intermediates(torch.randn(1, 3, 32, 32), (0, 1), intermediates_only=True)
+    assert [m.shape[1] for m in maps] == [16, 16]
+    with pytest.raises(RuntimeError, match="layer2 was removed by prune_intermediate_layers"):
+        model(torch.randn(1, 3, 32, 32))
+
+
+def test_list_models_takes_timms_filters():
+    assert registry.list_models(["vgg1[19]", "lenet*"]) == ["lenet5", "vgg11", "vgg19"]
+    assert registry.list_models("vgg11*", exclude_filters=["*_bn"]) == ["vgg11", "vgg11_lrn"]
+    assert registry.list_models(module="alexnet") == ["alexnet", "alexnet_tv"]
+    assert registry.list_models(module=["lenet", "alexnet"], name_matches_cfg=True, include_tags=True) == [
+        "alexnet", "alexnet_tv", "lenet5"]
+    assert set(registry.list_modules()) >= {"resnet", "vgg", "polynet"}
+    assert registry.list_models(pretrained=True) == [n for n in MODELS if cnnzoo.weights.has_pretrained(n)]
+    assert registry.is_model("resnet50") and not registry.is_model("resnet51")
+    assert registry.model_entrypoint("resnet50") is registry._MODELS["resnet50"]
+    assert registry.get_pretrained_cfg_value("xception", "input_size") == (3, 299, 299)
+    assert registry.get_pretrained_cfg_value("lenet5", "fixed_input_size") is True
+
+
+def test_create_model_rejects_what_cannot_work():
+    with pytest.raises(ValueError, match="needs num_classes=0"):
+        cnnzoo.create_model("resnet20", global_pool="")
+    with pytest.raises(ValueError, match="feature_cls='fx'"):
+        cnnzoo.create_model("resnet20", features_only=True, feature_cls="fx")
+    with pytest.raises(ValueError, match="unknown keys"):
+        cnnzoo.create_model("resnet20", pretrained_cfg_overlay=dict(colour="blue"))
+    assert cnnzoo.create_model("resnet20", pretrained_cfg_overlay=dict(crop_pct=1.0)).pretrained_cfg["crop_pct"] == 1.0
+
+
+def test_traced_batch_mode_stochastic_depth_is_refused():
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.5).train()
+    with pytest.raises(RuntimeError, match="cannot be traced"):
+        torch.fx.symbolic_trace(model)
+    torch.fx.symbolic_trace(model.eval())  # evaluation runs every branch: traceable
