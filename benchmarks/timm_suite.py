@@ -59,10 +59,15 @@ def main(argv: list[str]) -> int:
         return 2
     route_timm_to_cnnzoo()
     print(f"cnnzoo {cnnzoo.__version__}: {len(cnnzoo.list_models())} models", flush=True)
-    test_file, extra = argv[0], argv[1:]
+    test_file, extra = argv[0], list(argv[1:])
+    select = DESELECT
+    if "-k" in extra:  # one -k only counts: narrow ours with the caller's
+        i = extra.index("-k")
+        select = f"({DESELECT}) and ({extra[i + 1]})"
+        del extra[i:i + 2]
     # timm's own markers and timeouts are not registered here: run under an empty config.
     return pytest.main([test_file, "-c", "/dev/null", "--rootdir", str(Path(test_file).parent), "-p", "no:cacheprovider",
-                        "-k", DESELECT, "-W", "ignore::pytest.PytestUnknownMarkWarning", "-q", "-rf", *extra])
+                        "-k", select, "-W", "ignore::pytest.PytestUnknownMarkWarning", "-q", "-rf", *extra])
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def test_first_conv_row(resnet20_table):
 def test_stages_are_runs_of_one_resolution(resnet20_table):
     stages = {r.name: r.output_shape for r in resnet20_table.stages}
     assert stages == {"conv1 .. layer1": (1, 16, 32, 32), "layer2": (1, 32, 16, 16), "layer3": (1, 64, 8, 8),
-                      "avgpool .. fc": (1, 10)}
+                      "global_pool .. fc": (1, 10)}
 
 
 class WithAux(nn.Module):

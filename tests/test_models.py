@@ -55,7 +55,7 @@ def test_forward_backward_and_head(name):
     with torch.no_grad():
         feats = model.forward_features(x)
         pooled = model.forward_head(feats, pre_logits=True)
-        assert pooled.shape == (2, model.num_features)
+        assert pooled.shape == (2, model.head_hidden_size)
         assert torch.equal(model.forward_head(feats), model(x))
         model.reset_classifier(3)
         assert model(x).shape == (2, 3)

@@ -6,6 +6,8 @@ every model is covered in seconds; the checks that compare numbers run on one sm
 network of each family, at a small input.
 """
 
+import copy
+import functools
 import math
 
 import pytest
@@ -14,13 +16,25 @@ from torch import nn
 
 import cnnzoo
 from cnnzoo import layers, registry
-from cnnzoo.analysis.complexity import meta_model
+from cnnzoo.analysis.complexity import meta_model as _build_meta
 from cnnzoo.models.base import FeatureInfo, Pruned, feature_take_indices
 
 MODELS = cnnzoo.list_models()
 # one small network per family, with an input it accepts, for the checks that compare numbers
 REAL = {"alexnet_tv": 64, "vgg11_bn": 32, "googlenet_bn": 64, "resnet20": 32, "densenet_bc_100_12": 32,
         "xception": 71, "inception_resnet_v2": 75, "polynet_363_b_poly3": 75, "lenet5": 32}
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_meta(name, **kwargs):
+    return _build_meta(name, **kwargs)
+
+
+def meta_model(name, **kwargs):
+    """A fresh copy of ``name`` built once on the meta device (copying is far cheaper than building)."""
+    if kwargs.get("features_only"):
+        return _build_meta(name, **kwargs)
+    return copy.deepcopy(_cached_meta(name, **kwargs))
 
 
 def meta_input(model, batch=2):
