@@ -89,8 +89,8 @@ def adapt_input_conv(in_chans: int, weight: Tensor) -> Tensor:
     """A first-conv ``weight`` (O x C x kH x kW) for ``in_chans`` input channels instead of C (timm's rule).
 
     One channel sums the filters over C (a grey image then gives the colour weights' response to equal R, G,
-    B). More channels repeat the C filters cyclically and scale them by C / in_chans, so that an input whose
-    channels are all equal keeps the same response.
+    B). More channels repeat the C filters cyclically and scale them by C / in_chans, which keeps the response to
+    an input whose channels are all equal when in_chans is a multiple of C (and roughly otherwise).
     """
     channels = weight.shape[1]
     if in_chans == channels:
@@ -107,18 +107,18 @@ def _fit_to_model(model: nn.Module, state_dict: dict[str, Tensor], in_chans: int
     A conv weight whose only difference is its input channels (``in_chans`` in the file) is adapted by
     :func:`adapt_input_conv`; a tensor whose only difference is its leading ``num_classes`` (a classifier)
     keeps the model's fresh initialisation; the tensors of a classifier or of auxiliary heads
-    (``aux*`` modules) the model was built without are dropped. Returns what was changed, for the user.
+    (``aux*`` modules) the model was built without are dropped, as torchvision drops the aux heads of its
+    GoogLeNet file by default. Returns what was adapted or re-initialised, for the user.
     """
     own = model.state_dict()
-    head = getattr(model, "classifier", None)
-    adapted, fresh, dropped = [], [], []
+    head = getattr(type(model), "classifier", None)  # the name of the final layer (a class attribute)
+    adapted, fresh = [], []
     for key in list(state_dict):
         value = state_dict[key]
         if key not in own:
             top = key.split(".", 1)[0]
             if top == head or top.lower().startswith("aux"):
                 del state_dict[key]
-                dropped.append(key)
             continue
         mine = own[key]
         if mine.shape == value.shape:
@@ -135,8 +135,6 @@ def _fit_to_model(model: nn.Module, state_dict: dict[str, Tensor], in_chans: int
         notes.append(f"first conv {', '.join(adapted)} adapted from {in_chans} input channels")
     if fresh:
         notes.append(f"{', '.join(fresh)} freshly initialised (the weights classify {num_classes} classes)")
-    if dropped:
-        notes.append(f"{', '.join(dropped)} left out (not in this model)")
     return notes
 
 
