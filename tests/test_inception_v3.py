@@ -1,3 +1,5 @@
+import csv
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +9,7 @@ import cnnzoo
 from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import meta_model as analysis_meta_model
 from cnnzoo.analysis.complexity import trace
+from cnnzoo.cli import main
 from cnnzoo.engine.trainer import classification_loss
 from cnnzoo.models.inception_v3 import InceptionA, InceptionC, InceptionE, InceptionV3Outputs
 
@@ -83,3 +86,12 @@ def test_torchvision_aux_head_gives_same_aux_logits():
         theirs, mine = peer(x), ours(x)
     assert theirs.aux_logits.abs().max() > 1e-2
     assert (mine.aux - theirs.aux_logits).abs().max() <= 1e-4
+
+
+def test_cli_compare_with_xception_shows_both_papers(capsys):
+    """The Xception paper measures itself against Inception-v3: about the same size, more compute."""
+    assert main(["compare", "xception", "inception_v3", "--no-speed", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    got = {r["model"]: (int(r["params"]), round(float(r["gmacs"]), 3), float(r["top1_err"]), float(r["top5_err"]))
+           for r in rows}
+    assert got == {"xception": (22_855_952, 8.357, 21.0, 5.5), "inception_v3": (23_834_568, 5.713, 21.2, 5.6)}
