@@ -14,14 +14,15 @@ paper's figures:
 - ``InceptionD`` (grid reduction 17 -> 8, Figure 10 with 1 x 7 / 7 x 1 factorisation).
 - ``InceptionE`` (Figure 7, 8 x 8): expanded filter banks, 1 x 3 and 3 x 1 side by side.
 - ``InceptionAux`` (Figure 8): the auxiliary classifier on the last 17 x 17
-  map; its 5x5 convolution with batch norm is the "BN-auxiliary" of Section 7
-  that the paper's best figure (21.2 / 5.6 %) uses.
+  map; its 5x5 convolution with batch norm is the batch-normalised fully
+  connected layer of Table 3's "BN-auxiliary", part of the paper's best figure (21.2 / 5.6 %).
 
 Where the release and Table 1 differ (the release's is what the weights and the
-parameter count need): after the stem's max-pool the table lists 3x3 convs
-80 -> 192 where the release has a 1x1 to 80, a 3x3 to 192 and a 3x3/2
-max-pool; the table lists 5 x Figure 6, the release has 4 (``Mixed_6b-e``);
-the reductions between the grids are explicit modules (``Mixed_6a``, ``Mixed_7a``).
+parameter count need): after the first max-pool the table lists three 3x3
+convolutions (to 80, to 192 with stride 2, to 288) where the release has a 1x1
+to 80, a 3x3 to 192 and a 3x3/2 max-pool, so that the first Figure 5 module
+takes 192 channels; the table lists 5 x Figure 6, the release has 4
+(``Mixed_6b-e``); the grid reductions are modules of their own (``Mixed_6a``, ``Mixed_7a``).
 
 Names follow the release (``Conv2d_1a_3x3`` ... ``Mixed_7c``, ``AuxLogits``) as
 torchvision and timm keep them, so their weights load by name. The released
