@@ -66,7 +66,7 @@ class Stem(nn.Sequential):
     """Figure 3: 3x3/2 32 V, 3x3 32 V, 3x3 64; then three filter concatenations (73, 71, 35 grids at 299).
 
     ``mixed_3a``: 3x3/2 max-pool V | 3x3/2 conv 96 V (64 -> 160 channels).
-    ``mixed_4a``: 1x1 64, 3x3 96 V | 1x1 64, 1x7 64, 7x1 64, 3x3 96 V (-> 192).
+    ``mixed_4a``: 1x1 64, 3x3 96 V | 1x1 64, 1x7 64, 7x1 64, 3x3 96 V (-> 192; the release's order).
     ``mixed_5a``: 3x3/2 conv 192 V | 3x3/2 max-pool V (-> 384).
     """
 
@@ -135,7 +135,7 @@ class InceptionC(nn.Module):
     """Figure 6 (8 x 8, 1536 channels): 1x1 256 | 1x1 384, then 1x3 256 and 3x1 256 side by side |
     1x1 384, 3x1 448, 1x3 512, then 1x3 256 and 3x1 256 side by side | avg-pool, 1x1 256.
 
-    The release's order (3x1 before 1x3 in the third column) and names, which its weights need.
+    The convolutions in the release's order and names, which its weights need.
     """
 
     def __init__(self, conv_block: ConvBlock = ConvBnAct):

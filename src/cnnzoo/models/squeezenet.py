@@ -13,7 +13,8 @@ connected layer at all.
 
 ``squeezenet1_1`` is the release's SqueezeNet v1.1 (not in the paper): a 3x3
 conv1 with 64 filters and the pools moved earlier (after conv1, fire3, fire5),
-2.4x less computation for the same accuracy by the release's account.
+2.4x less computation for the same accuracy by the release's account (conv
+MACs at 224 as counted here: 0.349 G against 0.819 G, 2.3x).
 Both follow the released Caffe models (torchvision ports them; its weights
 load with ``import_weights(..., source="torchvision")``): every pool rounds its
 output size up, as Caffe's do.
