@@ -36,6 +36,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra keywords for the model's constructor
     drop_path_rate: float = 0.0  # stochastic depth 1 - p_L (0.5 = the paper's p_L 0.5); 0 = off
     num_classes: int | None = None  # classifier outputs; None = the data set's class count (must agree if set)
+    init_weights: str | None = None  # start from these weights (.safetensors or .ckpt of this model), e.g. fine-tuning
     sync_bn: bool = False  # DDP: convert BatchNorm to SyncBatchNorm (batch statistics over all GPUs)
 
     # --- data (see cnnzoo.data.build_data)
