@@ -304,6 +304,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"top1={scores['top1']:.2f} top5={scores['top5']:.2f}")
 
 
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from . import reproduce  # trains: imported only when asked
+
+    if args.list or not args.name:
+        print("\n".join(reproduce.describe()))
+        return
+    out = reproduce.run(args.name, args.scale, args.data, args.out)
+    print(f"report={out / 'report.md'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cnnzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -410,6 +420,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("reproduce", help="a paper's experiment by name, with a report of the paper's figures and ours")
+    p.add_argument("name", nargs="?", help="the experiment (`--list` shows them)")
+    p.add_argument("--list", action="store_true", help="each experiment: claim, paper figure, cost of each scale")
+    p.add_argument("--scale", choices=("smoke", "cpu", "paper"), default="smoke",
+                   help="smoke: seconds, checks the pipeline; cpu: reduced, about an hour; paper: the full setting")
+    p.add_argument("--data", help="data spec (cpu and paper scales: CIFAR-10, e.g. cifar10:DIR or folder:PATH)")
+    p.add_argument("--out", help="report folder (default: reproductions/NAME for cpu, reproductions/NAME-SCALE else)")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
