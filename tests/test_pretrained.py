@@ -300,7 +300,7 @@ def _val_folder(root, classes=("3", "7", "999"), per_class=2):
 
 def test_eval_pretrained_on_a_validation_only_folder(resnet18_file, tmp_path, capsys):
     data = _val_folder(tmp_path / "imagenet")  # val/ only, no train/
-    assert main(["eval", "--pretrained", "--model", "resnet18", "--data", str(data), "--device", "cpu"]) == 0
+    assert main(["eval", "--pretrained", "--model", "resnet18", "--data", f"folder:{data}", "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
     # what the command measured, recomputed by hand with the weights' own preprocessing
     transform = cnnzoo.create_transform(cnnzoo.data_config("resnet18"))

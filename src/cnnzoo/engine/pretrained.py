@@ -33,6 +33,7 @@ def evaluate_pretrained(name: str, data_dir: str, tag: str | None = None, batch_
     """
     model = create_model(name, pretrained=tag or True)
     config = data_config(model)
+    data_dir = data_dir.removeprefix("folder:")  # the data spec of `cnnzoo train` names folders so too
     data = ValidationFolder(data_dir, create_transform(config), model.pretrained_cfg["num_classes"])
     dev = resolve_device(device)
     loader = DataLoader(data, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda")
