@@ -255,6 +255,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from . import reproduce  # trains: imported only when asked
 
+    if args.index:
+        print(f"index={reproduce.write_index(Path(args.index))}")
+        return
     if args.list or not args.name:
         print("\n".join(reproduce.describe()))
         return
@@ -371,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke: seconds, checks the pipeline; cpu: reduced, about an hour; paper: the full setting")
     p.add_argument("--data", help="data spec (cpu and paper scales: CIFAR-10, e.g. cifar10:DIR or folder:PATH)")
     p.add_argument("--out", help="report folder (default: reproductions/NAME for cpu, reproductions/NAME-SCALE else)")
+    p.add_argument("--index", metavar="DIR", help="write DIR/README.md: one row per report folder in DIR")
     p.set_defaults(func=cmd_reproduce)
     return parser
 
