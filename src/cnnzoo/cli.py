@@ -81,6 +81,10 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(f"  {'input':<13}{cfg.in_chans} x {size} x {size}" + ("" if at_ref_size else f"  (paper: {cfg.img_size})"))
     ref_params = f"reference {cfg.params:,}" if cfg.params else "no reference"
     print(f"  {'params':<13}{params:<16,}{ref_params:<24}{_mark(params, cfg.params)}")
+    if cfg.paper_params is not None:  # the paper's rounded figure, beside the exact count
+        d, mparams = _decimals(cfg.paper_params), params / 1e6
+        print(f"  {'':<13}{f'{mparams:.{d}f} M':<16}{f'paper {cfg.paper_params} M':<24}"
+              f"{_mark(mparams, cfg.paper_params, d)}")
     gmacs = macs[""] / 1e9
     if cfg.macs and at_ref_size:
         d = _decimals(cfg.macs)
