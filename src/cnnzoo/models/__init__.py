@@ -1,3 +1,3 @@
 """One module per paper family; importing them registers their models."""
 
-from . import alexnet, densenet, googlenet, inception_resnet, lenet, polynet, resnet, vgg, xception, mobilenet, shufflenet, pyramidnet  # noqa: F401
+from . import alexnet, densenet, googlenet, inception_resnet, lenet, polynet, resnet, vgg, xception, mobilenet, shufflenet, pyramidnet, efficientnet  # noqa: F401
