@@ -78,3 +78,10 @@ def test_step_cosine_and_warmup():
 def test_multistep_without_milestones_is_an_error():
     with pytest.raises(ValueError, match="milestones"):
         Schedule(load_config(None, {"schedule": "multistep"}), 10)
+
+
+def test_linear_falls_straight_to_min_lr():
+    """ShuffleNet's policy: from lr to 0 in a straight line over the whole run."""
+    f = factors(schedule="linear", lr=0.5, min_lr=0.0)
+    assert f[0] == 1.0 and f[25] == pytest.approx(0.75) and f[50] == pytest.approx(0.5) and f[-1] == pytest.approx(0.01)
+    assert factors(schedule="linear", lr=0.5, min_lr=0.05)[50] == pytest.approx(0.55)
