@@ -95,13 +95,14 @@ class EfficientNet(ImageClassifier):
 
     Args:
         drop_rate: dropout before the classifier (0.2 for B0, Section 5.2).
-        drop_path_rate: drop connect's largest rate (0.2: "survival probability 0.8"); see the module docstring.
+        drop_path_rate: drop connect's largest rate; the paper trains with 0.2 ("survival probability 0.8",
+            set in configs/efficientnet_b0_imagenet.yaml; torchvision defaults to it). See the module docstring.
     """
 
     classifier = "fc"
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
-                 drop_path_rate: float = 0.2):
+                 drop_path_rate: float = 0.0):
         super().__init__()
         self.stem = ConvBnSiLU(in_chans, STEM_CHS, 3, stride=2, padding=1)
         num_blocks = sum(layers for *_, layers in STAGES)

@@ -63,8 +63,22 @@ def pad_shortcut(x: Tensor, out_chs: int, stride: int) -> Tensor:
     return F.pad(x, (0, 0, 0, 0, 0, out_chs - x.shape[1]))
 
 
-class PyramidBasicBlock(nn.Module):
-    """Fig. 6d: BN, 3x3 conv, BN, ReLU, 3x3 conv, BN; plus the zero-padded shortcut."""
+class PyramidUnit(nn.Module):
+    """A pyramidal residual unit: ``residual(x)`` plus the zero-padded shortcut, gated by stochastic depth."""
+
+    stride: int
+    out_chs: int
+    drop_path: StochasticDepth
+
+    def residual(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop_path(pad_shortcut(x, self.out_chs, self.stride), self.residual, x)
+
+
+class PyramidBasicBlock(PyramidUnit):
+    """Fig. 6d: BN, 3x3 conv, BN, ReLU, 3x3 conv, BN."""
 
     expansion = 1
 
@@ -83,17 +97,14 @@ class PyramidBasicBlock(nn.Module):
         out = self.conv1(self.bn1(x))
         return self.bn3(self.conv2(self.act(self.bn2(out))))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop_path(pad_shortcut(x, self.out_chs, self.stride), self.residual, x)
 
-
-class PyramidBottleneck(PyramidBasicBlock):
+class PyramidBottleneck(PyramidUnit):
     """Fig. 6d with a bottleneck: BN, 1x1 conv, BN, ReLU, 3x3 conv, BN, ReLU, 1x1 conv (x4 channels), BN."""
 
     expansion = 4
 
     def __init__(self, in_chs: int, planes: int, stride: int = 1, drop_path: StochasticDepth | None = None):
-        nn.Module.__init__(self)
+        super().__init__()
         self.stride, self.out_chs = stride, planes * self.expansion
         self.bn1 = nn.BatchNorm2d(in_chs)
         self.conv1 = conv1x1(in_chs, planes)
