@@ -36,6 +36,7 @@ def test_drop_connect_is_row_mode_stochastic_depth_growing_with_the_block_index(
     expected = [1 - 0.2 * i / 16 for i, b in enumerate(blocks) if b.has_residual]
     assert probs == pytest.approx(expected)
     assert all(b.drop_path.mode == "row" and b.drop_path.inverted for b in blocks if b.has_residual)
+    assert all(b.drop_path is None for b in blocks if not b.has_residual)
     assert model.dropout.p == 0.2
     none = meta_model("efficientnet_b0")  # off unless asked for, as every family (the recipe asks for 0.2)
     assert all(m.survival_prob == 1.0 for m in none.modules() if isinstance(m, StochasticDepth))

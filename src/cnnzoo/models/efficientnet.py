@@ -79,7 +79,8 @@ class MBConv(nn.Module):
         self.se = SqueezeExcite(mid_chs, max(1, int(in_chs * SE_RATIO)))
         self.conv_pwl = ConvBnAct(mid_chs, out_chs, 1, eps=BN_EPS, act_layer=None)  # linear projection
         self.has_residual = stride == 1 and in_chs == out_chs
-        self.drop_path = drop_path if self.has_residual and drop_path is not None else StochasticDepth()
+        # Only a residual branch can be dropped: a block that changes the shape has no gate.
+        self.drop_path = (drop_path or StochasticDepth(mode="row", inverted=True)) if self.has_residual else None
 
     def branch(self, x: Tensor) -> Tensor:
         return self.conv_pwl(self.se(self.conv_dw(self.conv_pw(x))))
