@@ -7,7 +7,9 @@ import cnnzoo
 from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import meta_model
 from cnnzoo.layers import SeparableConv2d
-from cnnzoo.models.mobilenet import TABLE_6, TABLE_7, MobileNetV1
+from cnnzoo.cli import main
+from cnnzoo.layers import ConvBnAct
+from cnnzoo.models.mobilenet import TABLE_4, TABLE_6, TABLE_7, MobileNetV1
 from peers import assert_same_logits
 
 ALPHAS = {1.0: "mobilenet_v1_100", 0.75: "mobilenet_v1_075", 0.5: "mobilenet_v1_050", 0.25: "mobilenet_v1_025"}
@@ -58,6 +60,23 @@ def test_table_7_resolution(size):
     assert round(count_params(model) / 1e6, 1) == params
     # 160 x 160: 290.68 M here; the paper prints 290 (it truncates there, or rounds a count without the FC).
     assert abs(count_macs(model, size) / 1e6 - mult_adds) < 1
+
+
+def test_table_4_full_convolutions_against_separable():
+    """Conv MobileNet: 29.3 M params and 4866 M mult-adds against MobileNet's 4.2 M and 569 M."""
+    conv, separable = meta_model("mobilenet_v1_100", separable=False), meta_model("mobilenet_v1_100")
+    assert not any(isinstance(m, SeparableConv2d) for m in conv.modules())
+    assert sum(isinstance(m, ConvBnAct) for m in conv.modules()) == 14  # the stem and the 13 replaced layers
+    for model, (_, mult_adds, params) in ((conv, TABLE_4["conv"]), (separable, TABLE_4["separable"])):
+        assert round(count_params(model) / 1e6, 1) == params
+        assert abs(count_macs(model) / 1e6 - mult_adds) < 1.5  # 4867.3 M here against 4866
+    assert count_macs(conv) / count_macs(separable) > 8  # Section 3.1: 8 to 9 times less computation
+
+
+def test_list_prints_small_mac_counts_in_m(capsys):
+    main(["list", "mobilenet_v1_0*"])
+    out = capsys.readouterr().out
+    assert "41.0 M" in out and "149.5 M" in out and "0.041" not in out
 
 
 def test_bad_alpha_is_one_line_error():
