@@ -18,7 +18,8 @@ def test_table_1_stage_outputs_and_complexity(g):
     expected = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088),
                 8: (384, 768, 1536)}[g]
     assert [calls[f"stages.{i}"] for i in range(3)] == [(1, c, s, s) for c, s in zip(expected, (28, 14, 7))]
-    assert [f["num_chs"] for f in model.feature_info] == list(expected)
+    assert [f["num_chs"] for f in model.feature_info] == [24, 24, *expected]
+    assert [f["reduction"] for f in model.feature_info] == [2, 4, 8, 16, 32]
     assert [len(stage) for stage in model.stages] == [4, 8, 4]
     # Table 1's complexity row (143 / 140 / 137 / 133 / 137 M): ours is 0.1 to 1.4 M above it, under 1%.
     assert 0 <= count_macs(model) / 1e6 - TABLE_1_MFLOPS[g] < 1.5

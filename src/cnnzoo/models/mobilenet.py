@@ -91,7 +91,8 @@ class MobileNetV1(ImageClassifier):
                  in_chans: int = 3, drop_rate: float = 0.0, separable: bool = True):
         super().__init__()
         if not alpha > 0:
-            raise ValueError(f"width multiplier alpha must be positive (the paper uses 1, 0.75, 0.5, 0.25), got {alpha}")
+            raise ValueError(f"width multiplier alpha must be positive (the paper uses 1, 0.75, 0.5, 0.25), "
+                             f"got {alpha}")
         chs = scaled(STEM_CHS, alpha)
         self.stem = ConvBnAct(in_chans, chs, 3, stride=2, padding=1, eps=BN_EPS, act_layer=act_layer)
         stages, self.feature_info, reduction = [], [], 2

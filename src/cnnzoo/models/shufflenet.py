@@ -128,7 +128,9 @@ class ShuffleNetV1(ImageClassifier):
         self.bn1 = nn.BatchNorm2d(chs)
         self.act1 = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        stages, self.feature_info = [], []
+        stages = []
+        self.feature_info = [dict(num_chs=chs, reduction=2, module="act1"),
+                             dict(num_chs=chs, reduction=4, module="maxpool")]
         for i, (repeats, out_chs) in enumerate(zip(STAGE_REPEATS, STAGE_OUT_CHANNELS[groups])):
             out_chs = round(out_chs * scale)
             units = []
