@@ -37,7 +37,7 @@ def test_table_1_layers():
     assert [s.pointwise.out_channels for s in separable] == [64, 128, 128, 256, 256] + [512] * 6 + [1024, 1024]
     assert [s.depthwise.stride[0] for s in separable] == [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
     assert all(isinstance(s.mid_norm, nn.BatchNorm2d) and isinstance(s.mid_act, nn.ReLU) for s in separable)
-    # 28 layers counting depthwise and pointwise separately (Section 4): stem + 2 x 13 + FC.
+    # 28 layers counting depthwise and pointwise separately (Section 3.2): stem + 2 x 13 + FC.
     convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert len(convs) == 28
     assert [f["num_chs"] for f in model.feature_info] == [64, 128, 256, 512, 1024]

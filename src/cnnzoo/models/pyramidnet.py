@@ -5,7 +5,7 @@ doubling where the map halves (Fig. 2a, additive PyramidNet): block k of the
 N blocks has D_k = floor(D_0 + alpha * k / N) channels (Eq. 2), so the last
 block is alpha wider than the stem. The pyramidal residual unit (Fig. 6d) is BN -> conv -> BN -> ReLU ->
 conv -> BN, with no ReLU on the block's input or after the addition; the
-shortcut is the identity, zero-padded to the new width (Fig. 5b), through a
+shortcut is the identity, zero-padded to the new width, through a
 2x2 average pool where the map halves. After the last block, BN, ReLU,
 global average pool, FC.
 
@@ -57,7 +57,7 @@ def pyramid_widths(start: int, alpha: float, num_blocks: int) -> list[int]:
 
 
 def pad_shortcut(x: Tensor, out_chs: int, stride: int) -> Tensor:
-    """Fig. 5b: the identity, 2x2-average-pooled where the map halves, zero-padded to ``out_chs`` channels."""
+    """The identity shortcut: 2x2-average-pooled where the map halves, zero-padded to ``out_chs`` channels."""
     if stride != 1:
         x = F.avg_pool2d(x, 2, stride, ceil_mode=True)
     return F.pad(x, (0, 0, 0, 0, 0, out_chs - x.shape[1]))

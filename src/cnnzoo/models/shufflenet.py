@@ -12,7 +12,7 @@ channels. The channel shuffle lets the next grouped convolution see every
 group's output (Fig. 1); ``channel_shuffle=False`` removes it (Table 3's
 ablation).
 
-``ShuffleNet s x`` scales every layer's filters by s (Section 4.1.1): the
+``ShuffleNet s x`` scales every layer's filters by s (Section 4.1): the
 ``scale`` keyword. The paper counts complexity as mult-adds and calls them FLOPs.
 """
 
@@ -38,7 +38,7 @@ TABLE_1_MFLOPS = {1: 143, 2: 140, 3: 137, 4: 133, 8: 137}
 # keeps 24. With these the counts come out at the complexities printed for those models (0.5x g3: 38 M,
 # 1.5x g3: 292 M, 2x g3: 524 M); other scales get round(24 x s).
 RELEASED_STEM_CHS = {0.5: 12, 1.0: 24, 1.5: 24, 2.0: 48}
-BOTTLENECK_RATIO = 4  # "we set the number of bottleneck channels to 1/4 of the output channels" (Section 3.3)
+BOTTLENECK_RATIO = 4  # the bottleneck has "1/4 of the output channels" of its unit
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -108,7 +108,7 @@ class ShuffleNetV1(ImageClassifier):
 
     Args:
         groups: g, groups of the pointwise convolutions: 1, 2, 3, 4 or 8 (Table 1's columns).
-        scale: s, every layer's filters x s ("ShuffleNet s x", Section 4.1.1): 0.25, 0.5, 1, 1.5, 2.
+        scale: s, every layer's filters x s ("ShuffleNet s x", Section 4.1): 0.25, 0.5, 1, 1.5, 2.
             The stem follows the release (``RELEASED_STEM_CHS``: 1.5x keeps 24 filters).
         channel_shuffle: False removes every channel shuffle (Table 3's ablation).
     """
