@@ -129,7 +129,7 @@ def test_file_layout_fits_our_model(name):
 # ---- loading: our logits are the peer's, offline, from the cache the peer library uses --------------------------
 
 FULL = ["resnet18.tv_in1k", "googlenet_bn.tv_in1k", "squeezenet1_1.tv_in1k", "efficientnet_b0.tv_in1k",
-        "xception.tf_in1k", "mobilenet_v1.ra4_e3600_r224_in1k"]
+        "xception.tf_in1k", "mobilenet_v1_100.ra4_e3600_r224_in1k"]
 
 
 @pytest.mark.parametrize("name", FULL)
