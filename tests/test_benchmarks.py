@@ -73,3 +73,23 @@ def test_a_missing_peer_library_gives_a_row_that_says_so(tmp_path):
     row = next(line for line in done.stdout.splitlines() if line.startswith("ROW "))
     assert row.startswith("ROW | xception | timm legacy_xception |")
     assert row.endswith("| n/a | n/a | n/a | n/a | peer library timm is not installed |")
+
+
+def test_scaling_plot_draws_both_sides_of_every_family(tmp_path):
+    """benchmarks/scaling.py's plot from made-up points (no timing): a curve per family and side in each panel."""
+    code = ("import scaling\n"
+            "pts = [dict(model=m, side_of=who, axis=axis, batch=b, img_size=s, step_s=0.01 * b * s / 32)\n"
+            "       for m in scaling.FAMILIES for who in ('ours', 'peer')\n"
+            "       for axis, b, s in [('batch', 1, 32), ('batch', 2, 32), ('side', 2, 32), ('side', 2, 64)]]\n"
+            "import matplotlib.pyplot as plt\n"
+            "saved = plt.Figure.savefig\n"
+            "def check(fig, path, **kw):\n"
+            "    print('LINES', [len(ax.lines) for ax in fig.axes])\n"
+            "    saved(fig, path, **kw)\n"
+            "plt.Figure.savefig = check\n"
+            f"scaling.plot(pts, 'title', __import__('pathlib').Path({str(tmp_path / 's.png')!r}))\n")
+    done = run(["-c", code], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # top row: 3 families x 2 sides + the proportional guide; bottom row: 3 x 2
+    assert "LINES [7, 7, 6, 6]" in done.stdout
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
