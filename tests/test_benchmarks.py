@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ def rows(section: str) -> dict[str, list[str]]:
     return {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines)}
 
 
+@pytest.mark.heavy  # about 20 s of CPU: four model pairs, ResNet-110 and a deploy
 def test_gpu_report_quick_on_cpu_has_every_section_and_finite_ratios(tmp_path):
     out = tmp_path / "report.md"
     done = run([str(ROOT / "benchmarks" / "gpu_report.py"), "--device", "cpu", "--quick", "--out", str(out)], tmp_path)
