@@ -115,8 +115,9 @@ def free(device: torch.device) -> None:
 
 
 def failure(name: str, error: Exception) -> str:
-    if isinstance(error, ImportError):
-        return f"peer library {peers.PEERS[name][0]} is not installed"
+    library = peers.PEERS[name][0]
+    if isinstance(error, ImportError) and (error.name or "").split(".")[0] == library:
+        return f"peer library {library} is not installed"
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return "out of memory at this batch size"
     return f"failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
