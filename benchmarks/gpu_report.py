@@ -101,13 +101,6 @@ def device_name(device: torch.device) -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads"
 
 
-def prepare(model: torch.nn.Module, x: torch.Tensor, device: torch.device, channels_last: bool):
-    model = model.to(device)
-    if channels_last:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    return model, x
-
-
 def free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -128,25 +121,19 @@ def peer_label(name: str) -> str:
     return f"{library} {fn}"
 
 
-def size_of(name: str, s: Settings) -> int:
-    return s.input_size or cnnzoo.model_cfg(name).img_size
+def side_by_side(s: Settings, device: torch.device, names, columns: str, steps_of) -> list[str]:
+    """A table row per model: its two sides' images/s, their ratio and spread, or why there are none.
 
-
-def train_section(s: Settings, device: torch.device, amp: bool) -> list[str]:
-    rows = [f"## Training: images/s, bf16 autocast {'on' if amp else 'off'}, channels_last, SGD with momentum",
-            "",
-            "| model | peer | batch | size | ours img/s | peer img/s | ours / peer | spread (per round) | note |",
+    ``steps_of(ours, peer, size, x)`` gives the {"ours": step, "peer": step} to time in turns on batch ``x``.
+    """
+    rows = [f"| model | peer | batch | size | {columns} | spread (per round) | note |",
             "|---|---|--:|--:|--:|--:|--:|--:|---|"]
-    for name in s.train_models:
-        size = size_of(name, s)
+    for name in names:
+        size = s.input_size or cnnzoo.model_cfg(name).img_size
         head = f"| {name} | {peer_label(name)} | {s.batch} | {size} |"
         try:
             ours, peer = peers.pair(name, size)
-            x = torch.randn(s.batch, 3, size, size, device=device)
-            steps = {}
-            for side, model in (("ours", ours), ("peer", peer)):
-                model, xs = prepare(model, x, device, channels_last=True)
-                steps[side] = make_step(model, xs, "train", amp)
+            steps = steps_of(ours, peer, size, torch.randn(s.batch, 3, size, size, device=device))
             t = Pair.of(peers.alternate_rounds(steps, s.rounds, s.steps, warmup=s.warmup))
             rows.append(f"{head} {s.batch / t.ours:.1f} | {s.batch / t.peer:.1f} | {t.ratio:.3f} | "
                         f"{t.low:.3f}-{t.high:.3f} | |")
@@ -156,6 +143,16 @@ def train_section(s: Settings, device: torch.device, amp: bool) -> list[str]:
         steps = ours = peer = None
         free(device)
     return rows
+
+
+def train_section(s: Settings, device: torch.device, amp: bool) -> list[str]:
+    def steps_of(ours, peer, size, x):
+        x = x.contiguous(memory_format=torch.channels_last)
+        return {side: make_step(model.to(device, memory_format=torch.channels_last), x, "train", amp)
+                for side, model in (("ours", ours), ("peer", peer))}
+
+    title = f"## Training: images/s, bf16 autocast {'on' if amp else 'off'}, channels_last, SGD with momentum"
+    return [title, ""] + side_by_side(s, device, s.train_models, "ours img/s | peer img/s | ours / peer", steps_of)
 
 
 def stochastic_depth_section(s: Settings, device: torch.device) -> list[str]:
@@ -180,29 +177,14 @@ def stochastic_depth_section(s: Settings, device: torch.device) -> list[str]:
 
 
 def inference_section(s: Settings, device: torch.device, amp: bool) -> list[str]:
-    rows = [f"## Inference: cnnzoo.deploy (BN folded, channels_last) against the peer's eager model, "
-            f"bf16 autocast {'on' if amp else 'off'}",
-            "",
-            "| model | peer | batch | size | deployed img/s | peer eager img/s | deployed / peer | spread (per round) "
-            "| note |",
-            "|---|---|--:|--:|--:|--:|--:|--:|---|"]
-    for name in s.deploy_models:
-        size = size_of(name, s)
-        head = f"| {name} | {peer_label(name)} | {s.batch} | {size} |"
-        try:
-            ours, peer = peers.pair(name, size)
-            x = torch.randn(s.batch, 3, size, size, device=device)
-            steps = {"ours": make_step(deploy(ours, size).to(device), x, "infer", amp),
-                     "peer": make_step(peer.to(device), x, "infer", amp)}
-            t = Pair.of(peers.alternate_rounds(steps, s.rounds, s.steps, warmup=s.warmup))
-            rows.append(f"{head} {s.batch / t.ours:.1f} | {s.batch / t.peer:.1f} | {t.ratio:.3f} | "
-                        f"{t.low:.3f}-{t.high:.3f} | |")
-        except Exception as error:
-            rows.append(f"{head} n/a | n/a | n/a | n/a | {failure(name, error)} |")
-        print(rows[-1], flush=True)
-        steps = ours = peer = None
-        free(device)
-    return rows
+    def steps_of(ours, peer, size, x):
+        return {"ours": make_step(deploy(ours, size).to(device), x, "infer", amp),
+                "peer": make_step(peer.to(device), x, "infer", amp)}
+
+    title = (f"## Inference: cnnzoo.deploy (BN folded, channels_last) against the peer's eager model, "
+             f"bf16 autocast {'on' if amp else 'off'}")
+    columns = "deployed img/s | peer eager img/s | deployed / peer"
+    return [title, ""] + side_by_side(s, device, s.deploy_models, columns, steps_of)
 
 
 def main(argv: list[str] | None = None) -> int:
