@@ -1,6 +1,6 @@
 """cnnzoo: the ImageNet-era convolutional networks, faithful to their papers."""
 
-from . import models  # noqa: F401  (registers every family)
+from . import hub, models  # noqa: F401  (models: registers every family; hub: the published weights)
 from .analysis import count_macs, count_params, min_input_size
 from .data.preprocess import create_transform, data_config
 from .registry import ModelCfg, create_model, list_models, model_cfg, register_model
