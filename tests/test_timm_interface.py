@@ -204,7 +204,7 @@ def test_list_models_takes_timms_filters():
     assert registry.list_models(module=["lenet", "alexnet"], name_matches_cfg=True, include_tags=True) == [
         "alexnet", "alexnet_tv", "lenet5"]
     assert set(registry.list_modules()) >= {"resnet", "vgg", "polynet"}
-    assert registry.list_models(pretrained=True) == [n for n in MODELS if cnnzoo.weights.has_pretrained(n)]
+    assert registry.list_models(pretrained=True) == [n for n in MODELS if cnnzoo.hub.pretrained_tags(n)]
     assert registry.is_model("resnet50") and not registry.is_model("resnet51")
     assert registry.model_entrypoint("resnet50") is registry._MODELS["resnet50"]
     assert registry.get_pretrained_cfg_value("xception", "input_size") == (3, 299, 299)
@@ -218,7 +218,7 @@ def test_create_model_rejects_what_cannot_work():
         cnnzoo.create_model("resnet20", features_only=True, feature_cls="fx")
     with pytest.raises(ValueError, match="unknown keys"):
         cnnzoo.create_model("resnet20", pretrained_cfg_overlay=dict(colour="blue"))
-    assert cnnzoo.create_model("resnet20", pretrained_cfg_overlay=dict(crop_pct=1.0)).pretrained_cfg["crop_pct"] == 1.0
+    assert cnnzoo.create_model("resnet20", pretrained_cfg_overlay=dict(fixed_input_size=True)).default_cfg["fixed_input_size"]
 
 
 def test_traced_batch_mode_stochastic_depth_is_refused():

@@ -37,6 +37,7 @@ class ModelCfg(Mapping):
     paper: str = ""  # the paper's title
     arxiv: str = ""  # its arXiv id, where it has one
     params: int | None = None  # exact reference parameter count at num_classes
+    paper_params: float | None = None  # the paper's own rounded count, in millions, where it prints no exact one
     macs: float | None = None  # reference GMACs at input_size, to the decimals the reference prints
     top1_err: float | None = None  # paper's ImageNet (or CIFAR) top-1 error, %
     top5_err: float | None = None  # paper's top-5 error, %
@@ -46,8 +47,6 @@ class ModelCfg(Mapping):
     first_conv: str = ""  # the first convolution's module (its ".weight" is in the state dict)
     classifier: str = ""  # the final linear layer's module
     pool_size: tuple[int, int] | None = None  # H x W of forward_features at input_size (model.pretrained_cfg)
-    crop_pct: float = 0.875  # evaluation: resize to input_size / crop_pct, then centre-crop input_size
-    interpolation: str = "bilinear"  # of that resize
     fixed_input_size: bool = False  # the network takes input_size only (its head needs an exact map size)
 
     def __getitem__(self, key: str) -> Any:
@@ -124,15 +123,18 @@ def list_models(
     if exclude_filters:
         names = [n for n in names if not any(fnmatch.fnmatch(n, p) for p in _patterns(exclude_filters) if p)]
     if pretrained:
-        from .weights import has_pretrained
+        from .hub import pretrained_tags
 
-        names = [n for n in names if has_pretrained(n)]
+        names = [n for n in names if pretrained_tags(n)]
     return sorted(names)
 
 
 def list_pretrained(filter: str | Sequence[str] = "", exclude_filters: str | Sequence[str] = "") -> list[str]:
-    """The models with published weights (timm's ``list_pretrained``)."""
-    return list_models(filter, pretrained=True, exclude_filters=exclude_filters)
+    """``NAME.TAG`` of every published weight file, filtered as ``list_models`` (timm's ``list_pretrained``)."""
+    from .hub import list_pretrained as tagged
+
+    names = [n for n in tagged() if not filter or any(fnmatch.fnmatch(n, p) for p in _patterns(filter))]
+    return [n for n in names if not any(fnmatch.fnmatch(n, p) for p in _patterns(exclude_filters) if p)]
 
 
 def list_modules() -> list[str]:
@@ -176,7 +178,7 @@ def _first_conv(model: nn.Module) -> str:
 
 def create_model(
     name: str,
-    pretrained: bool = False,
+    pretrained: bool | str = False,
     num_classes: int | None = None,
     in_chans: int | None = None,
     global_pool: str | None = None,
@@ -193,12 +195,15 @@ def create_model(
     the ImageNet models, 10 classes for the CIFAR ones, 1 channel for LeNet-5);
     ``num_classes=0`` leaves no classifier (the model returns pooled features).
     ``global_pool`` is ``"avg"``, ``"max"``, ``"avgmax"`` or ``""`` (no pooling, with
-    ``num_classes=0``). ``pretrained=True`` loads the model's published weights.
+    ``num_classes=0``). ``pretrained=True`` loads the model's default published weights (or those
+    of TAG when ``name`` is ``NAME.TAG``, as in timm), a string the weights of that tag
+    (``cnnzoo.hub`` lists them).
     ``features_only=True`` returns a ``FeatureNet`` giving the feature maps of the stages
     ``out_indices`` (default all; see ``model.feature_info``). ``pretrained_cfg`` replaces
     the registered cfg, ``pretrained_cfg_overlay`` changes some of its keys.
     Other keywords go to the family's constructor; one it does not take is an error.
     """
+    name, _, tag = name.partition(".")
     name = _lookup(name)
     builder, cfg = _MODELS[name], _CFGS[name]
     if pretrained_cfg is not None:
@@ -224,14 +229,14 @@ def create_model(
         if "unexpected keyword argument" not in str(e):
             raise
         raise ValueError(f"{name}: {e}; see the family's constructor for the arguments it takes") from None
-    model.pretrained_cfg = dataclasses.replace(
+    model.default_cfg = dataclasses.replace(
         cfg, num_classes=num_classes, input_size=(in_chans, *cfg.input_size[1:]),
         first_conv=_first_conv(model), classifier=getattr(model, "classifier", ""),
     )
     if pretrained:
         from .weights import load_pretrained
 
-        load_pretrained(model, name)
+        load_pretrained(model, name, (tag or None) if pretrained is True else pretrained)
     if num_classes == 0:
         model.reset_classifier(0)
     if global_pool is not None:

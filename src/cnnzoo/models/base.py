@@ -229,22 +229,33 @@ class ImageClassifier(nn.Module):
     # -- config -----------------------------------------------------------------------------------
 
     @property
-    def pretrained_cfg(self):
+    def default_cfg(self):
         """The model's input spec and reference figures (``cnnzoo.ModelCfg``, readable as a dict), with
         ``pool_size`` (the spatial size of ``forward_features`` at ``input_size``) measured on first use."""
-        cfg = self.__dict__.get("_pretrained_cfg")
+        cfg = self.__dict__.get("_default_cfg")
         if cfg is not None and cfg.get("pool_size") is None and cfg.get("input_size"):
             pool_size = tuple(self._shape_probe(tuple(cfg["input_size"]))[0][-2:])
             cfg = dataclasses.replace(cfg, pool_size=pool_size) if dataclasses.is_dataclass(cfg) \
                 else {**cfg, "pool_size": pool_size}
-            self.__dict__["_pretrained_cfg"] = cfg
+            self.__dict__["_default_cfg"] = cfg
         return cfg
+
+    @default_cfg.setter
+    def default_cfg(self, cfg) -> None:
+        self.__dict__["_default_cfg"] = cfg
+
+    @property
+    def pretrained_cfg(self):
+        """timm's ``pretrained_cfg``: ``default_cfg``, overlaid by the loaded weights' entry (``cnnzoo.hub``:
+        their preprocessing, classes and published accuracy) once ``pretrained=True`` has set it."""
+        weights = self.__dict__.get("_weights_cfg")
+        if weights is None:
+            return self.default_cfg
+        return {**dict(self.default_cfg or {}), **dict(weights)}
 
     @pretrained_cfg.setter
     def pretrained_cfg(self, cfg) -> None:
-        self.__dict__["_pretrained_cfg"] = cfg
-
-    default_cfg = pretrained_cfg  # timm's older name, same object
+        self.__dict__["_weights_cfg"] = cfg
 
     def _shape_probe(self, input_size: tuple[int, ...], head: bool = False
                      ) -> tuple[torch.Size, list[tuple[str, int, int]], int]:
@@ -338,7 +349,7 @@ class ImageClassifier(nn.Module):
         ``prune_norm`` is accepted for timm's signature (no separate final norm here).
         """
         take, max_index = feature_take_indices(len(self.feature_info), indices)
-        cfg = self.__dict__.get("_pretrained_cfg") or {}
+        cfg = self.__dict__.get("_default_cfg") or {}
         _, calls, features_end = self._shape_probe(
             tuple(cfg.get("input_size") or (self._in_chans(), 224, 224)), head=True)
         # the last stage is forward_features' output: it ends where forward_features does
@@ -391,7 +402,9 @@ class FeatureNet(nn.Module):
     def pretrained_cfg(self):
         return self.model.pretrained_cfg
 
-    default_cfg = pretrained_cfg
+    @property
+    def default_cfg(self):
+        return self.model.default_cfg
 
     def forward(self, x: Tensor) -> list[Tensor]:
         return self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)
