@@ -22,7 +22,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from ..layers import ConvBnAct, StochasticDepth, survival_probs
+from ..layers import ConvBnAct, SelectAdaptivePool2d, StochasticDepth, survival_probs
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier, he_init_
@@ -129,7 +129,7 @@ class EfficientNet(ImageClassifier):
                 m.momentum = BN_MOMENTUM
 
         self.num_features = HEAD_CHS
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(HEAD_CHS, num_classes)
         he_init_(self)  # the reference code's conv init: normal, std sqrt(2 / fan_out)
@@ -143,7 +143,7 @@ class EfficientNet(ImageClassifier):
         return self.head(x)  # N x 1280 x 7 x 7
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.dropout(self.global_pool(x).flatten(1))  # N x 1280
+        x = self.dropout(self.global_pool(x))  # N x 1280
         return x if pre_logits else self.fc(x)
 
 

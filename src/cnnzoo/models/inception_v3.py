@@ -36,7 +36,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..layers import ConvBnAct
+from ..layers import ConvBnAct, SelectAdaptivePool2d
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
@@ -247,7 +247,7 @@ class InceptionV3(ImageClassifier):
         self.Mixed_7c = InceptionE(2048, conv_block)
 
         self.num_features = 2048
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # Table 1's 8x8 pool at 299; any size works
+        self.global_pool = SelectAdaptivePool2d("avg")  # Table 1's 8x8 pool at 299; any size works
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
         self.feature_info = [
@@ -283,7 +283,7 @@ class InceptionV3(ImageClassifier):
         return self._trunk(x, aux=False)[0]
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.dropout(self.avgpool(x).flatten(1))  # N x 2048
+        x = self.dropout(self.global_pool(x))  # N x 2048
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: Tensor) -> Tensor | InceptionV3Outputs:

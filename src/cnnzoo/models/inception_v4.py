@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..layers import Concat, ConvBnAct
+from ..layers import Concat, ConvBnAct, SelectAdaptivePool2d
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier, he_init_
@@ -177,7 +177,7 @@ class InceptionV4(ImageClassifier):
         self.reduction_b = reduction_b(conv_block)  # 192 + 320 + 1024 = 1536
         self.inception_c = nn.Sequential(*(InceptionC(conv_block) for _ in range(DEPTHS["inception_c"])))
         self.num_features = 1536
-        self.global_pool = nn.AdaptiveAvgPool2d(1)  # Figure 9's 8x8 average pool at 299; any size works
+        self.global_pool = SelectAdaptivePool2d("avg")  # Figure 9's 8x8 average pool at 299; any size works
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
         self.feature_info = [
@@ -195,7 +195,7 @@ class InceptionV4(ImageClassifier):
         return self.inception_c(self.reduction_b(x))  # N x 1536 x 8 x 8
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.dropout(self.global_pool(x).flatten(1))  # N x 1536
+        x = self.dropout(self.global_pool(x))  # N x 1536
         return x if pre_logits else self.fc(x)
 
 

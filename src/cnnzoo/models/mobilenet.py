@@ -21,7 +21,7 @@ from typing import Callable
 
 from torch import Tensor, nn
 
-from ..layers import ConvBnAct, SeparableConv2d
+from ..layers import ConvBnAct, SelectAdaptivePool2d, SeparableConv2d
 from ..registry import register_model
 from ..weights import rename_modules, register_converter
 from .base import ImageClassifier, he_init_
@@ -108,7 +108,7 @@ class MobileNetV1(ImageClassifier):
         self.stages = nn.Sequential(*stages)
 
         self.num_features = chs
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(chs, num_classes)
         he_init_(self)
@@ -118,7 +118,7 @@ class MobileNetV1(ImageClassifier):
         return self.stages(x)  # N x 1024 x 7 x 7
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.dropout(self.global_pool(x).flatten(1))  # N x 1024
+        x = self.dropout(self.global_pool(x))  # N x 1024
         return x if pre_logits else self.fc(x)
 
 

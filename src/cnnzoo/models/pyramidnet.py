@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import StochasticDepth, conv1x1, conv3x3, survival_probs
+from ..layers import SelectAdaptivePool2d, StochasticDepth, conv1x1, conv3x3, survival_probs
 from ..registry import CIFAR10_MEAN, CIFAR10_STD, register_model
 from .base import ImageClassifier, he_init_
 
@@ -185,7 +185,7 @@ class PyramidNet(ImageClassifier):
         self.feature_info[-1]["module"] = "final_act"  # forward_features ends after the last BN-ReLU
 
         self.num_features = chs
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(chs, num_classes)
         he_init_(self)
@@ -197,7 +197,7 @@ class PyramidNet(ImageClassifier):
         return self.final_act(self.final_bn(x))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.dropout(self.global_pool(x).flatten(1))
+        x = self.dropout(self.global_pool(x))
         return x if pre_logits else self.fc(x)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..layers import SelectAdaptivePool2d
 from ..registry import register_model
 from .base import ImageClassifier, he_init_
 
@@ -143,7 +144,7 @@ class ShuffleNetV1(ImageClassifier):
         self.stages = nn.Sequential(*stages)  # Table 1's Stage 2, 3, 4
 
         self.num_features = chs
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = SelectAdaptivePool2d("avg")
         self.fc = nn.Linear(chs, num_classes)
         he_init_(self)
 
@@ -153,7 +154,7 @@ class ShuffleNetV1(ImageClassifier):
         return self.stages(x)  # N x 960 x 7 x 7 (g = 3)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.global_pool(x).flatten(1)  # N x 960 (g = 3)
+        x = self.global_pool(x)  # N x 960 (g = 3)
         return x if pre_logits else self.fc(x)
 
 

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ..layers import SelectAdaptivePool2d
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
@@ -120,6 +121,7 @@ class SqueezeNet(ImageClassifier):
 
         self.num_features = chs  # 512
         self.dropout = nn.Dropout(drop_rate)
+        self.global_pool = SelectAdaptivePool2d("avg")  # after conv10 (before it with num_classes=0)
         self.conv10 = nn.Linear(chs, num_classes)
         self.relu10 = nn.ReLU(inplace=True)
 
@@ -136,10 +138,12 @@ class SqueezeNet(ImageClassifier):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.dropout(x)
-        if pre_logits:
-            return x.mean((2, 3))  # N x 512
+        if self.global_pool.is_identity():  # global_pool "": the feature map (conv10 needs num_classes=0 then)
+            return x
+        if pre_logits or isinstance(self.conv10, nn.Identity):
+            return self.global_pool(x)  # N x 512
         x = self.relu10(self.conv10(x.permute(0, 2, 3, 1)))  # conv10: N x 13 x 13 x classes
-        return x.mean((1, 2))  # global average pool (avgpool10): N x classes
+        return self.global_pool(x.permute(0, 3, 1, 2))  # global average pool (avgpool10): N x classes
 
 
 @register_converter(SqueezeNet, "torchvision")
