@@ -246,12 +246,10 @@ class ImageClassifier(nn.Module):
 
     @property
     def pretrained_cfg(self):
-        """timm's ``pretrained_cfg``: ``default_cfg``, overlaid by the loaded weights' entry (``cnnzoo.hub``:
-        their preprocessing, classes and published accuracy) once ``pretrained=True`` has set it."""
+        """timm's ``pretrained_cfg``: the loaded weights' entry (``cnnzoo.hub``: their preprocessing, classes
+        and published accuracy) once ``pretrained=True`` has set it, else ``default_cfg``."""
         weights = self.__dict__.get("_weights_cfg")
-        if weights is None:
-            return self.default_cfg
-        return {**dict(self.default_cfg or {}), **dict(weights)}
+        return self.default_cfg if weights is None else weights
 
     @pretrained_cfg.setter
     def pretrained_cfg(self, cfg) -> None:
