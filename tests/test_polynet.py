@@ -9,7 +9,7 @@ import cnnzoo
 from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import module_macs
 from cnnzoo.layers import StochasticDepth, seed_gates
-from cnnzoo.models.polynet import KINDS, InceptionBlock, PolyInception, PolyNet, insert_init
+from cnnzoo.models.polynet import KINDS, PolyInception, PolyNet, inception_block, insert_init
 from peers import randomize_batchnorm
 
 
@@ -22,17 +22,17 @@ def meta(name, **kwargs):
 def expected_paths(kind, blocks, x):
     r = F.relu
     F_, G, H = (blocks[i] if i < len(blocks) else None for i in range(3))
-    order = lambda k: k if len(F_.conv2d) > 1 else 0  # noqa: E731  (per-order BN and 1x1 in the release)
     if kind == "1-way":
-        return [F_(x)]
+        return [F_.transform(x)]
     if kind in ("2-way", "3-way"):
-        return [b(x) for b in blocks]
-    if kind in ("poly-2", "poly-3"):
-        f1 = F_(x, order(0))
-        f2 = F_(r(f1), order(1))
-        return [f1, f2] if kind == "poly-2" else [f1, f2, F_(r(f2), order(2))]
-    f, gf = F_(x), G(r(F_(x)))
-    return [f, gf] if kind == "mpoly-2" else [f, gf, H(r(gf))]
+        return [b.transform(x) for b in blocks]
+    if kind in ("poly-2", "poly-3"):  # order k: F's BNs (and 1x1) of order k where it has them
+        f1 = F_.transform(x, 0)
+        f2 = F_.transform(r(f1), 1)
+        return [f1, f2] if kind == "poly-2" else [f1, f2, F_.transform(r(f2), 2)]
+    f = F_.transform(x)
+    gf = G.transform(r(f))
+    return [f, gf] if kind == "mpoly-2" else [f, gf, H.transform(r(gf))]
 
 
 def module(kind, sharing="full", p=1.0, mode="batch"):
@@ -41,13 +41,14 @@ def module(kind, sharing="full", p=1.0, mode="batch"):
 
 
 def count_block_calls(mod):
+    """Evaluations of each block F (counted at its final 1x1, which every evaluation ends with)."""
     calls = [0] * len(mod.blocks)
     for i, block in enumerate(mod.blocks):
-        block.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
+        block.conv2d.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
     return calls
 
 
-@pytest.mark.parametrize("sharing", ["full", "convs"])
+@pytest.mark.parametrize("sharing", ["full", "bn", "convs"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_module_computes_its_polynomial(kind, sharing):
     mod = module(kind, sharing).eval()
@@ -62,7 +63,7 @@ def test_cascade_evaluates_each_order_once(kind, calls):
     mod = module(kind).eval()
     counted = count_block_calls(mod)
     first_conv = []
-    mod.blocks[0].paths[0][0].conv.register_forward_hook(lambda *a: first_conv.append(1))
+    mod.blocks[0].branch0.conv.register_forward_hook(lambda *a: first_conv.append(1))
     with torch.no_grad():
         mod(torch.rand(1, 384, 5, 5))
     assert counted == calls
@@ -71,10 +72,15 @@ def test_cascade_evaluates_each_order_once(kind, calls):
 
 def test_poly_sharing():
     full, convs = PolyInception("poly-3", "B"), PolyInception("poly-3", "B", poly_sharing="convs")
-    assert len(full.blocks) == len(convs.blocks) == 1
-    assert len(full.blocks[0].conv2d) == 1 and len(convs.blocks[0].conv2d) == 3
-    assert len(convs.blocks[0].paths[0][0].bn) == 3
-    assert count_params(full) == count_params(InceptionBlock("B"))
+    bn = PolyInception("poly-3", "B", poly_sharing="bn")
+    assert len(full.blocks) == len(convs.blocks) == len(bn.blocks) == 1
+    assert len(full.blocks[0].conv2d.bn) == 1 and len(convs.blocks[0].conv2d) == 3
+    assert len(convs.blocks[0].branch1[0].bn) == len(bn.blocks[0].branch1[0].bn) == 3
+    assert len(bn.blocks[0].conv2d.bn) == 3  # one final 1x1 conv, a BN per order
+    assert count_params(full) == count_params(inception_block("B"))
+    bn_params = sum(2 * c for c in (192, 128, 160, 192, 1152))  # gamma and beta of each BN of F
+    assert count_params(bn) == count_params(full) + 2 * bn_params
+    assert count_params(convs) == count_params(bn) + 2 * (384 * 1152)  # two more final 1x1 convs
 
 
 @pytest.mark.parametrize("kind", ["poly-3", "mpoly-3", "3-way", "mpoly-2"])
@@ -231,9 +237,9 @@ def test_insert_init_starts_the_deep_net_where_the_shallow_one_was():
         assert (deep(x) - shallow(x)).abs().max() <= 1e-5 < before
     # stage B: shallow (poly-3, 2-way) placed at 0 and 3 of deep's (poly-3, 2-way, poly-3, 2-way)
     assert [m.beta for m in deep.stage_b] == [0.8, 0.3, 0.3, 0.7]
-    assert torch.equal(deep.stage_b[3].blocks[1].conv2d[0].conv.weight, shallow.stage_b[1].blocks[1].conv2d[0].conv.weight)
+    assert torch.equal(deep.stage_b[3].blocks[1].conv2d.conv.weight, shallow.stage_b[1].blocks[1].conv2d.conv.weight)
     inserted = deep.stage_b[1]
-    assert all(not final.bn.weight.any() for block in inserted.blocks for final in block.conv2d)
+    assert all(not bn.weight.any() for block in inserted.blocks for bn in block.conv2d.bn)
     with pytest.raises(ValueError, match=r"stage_a: the shallow net has 2 modules, more than the deep one's 1"):
         insert_init(deep, shallow)
 

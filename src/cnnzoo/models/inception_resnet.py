@@ -39,73 +39,106 @@ RELEASED_SCALES = (0.17, 0.10, 0.20)
 ConvBlock = Callable[..., nn.Module]
 
 
-class InceptionResidual(nn.Module):
-    """act(x + scale * conv2d(concat(branches(x)))), the residual branch gated by stochastic depth.
+def biased_1x1(in_chs: int, out_chs: int) -> nn.Conv2d:
+    """The release's linear 1x1 that restores a block's width: a conv with bias, no BN (TF-slim)."""
+    return nn.Conv2d(in_chs, out_chs, 1)
 
-    ``conv2d`` is the linear 1x1 that restores the width (a biased conv, no BN, in the release).
+
+def _run(layer: nn.Module, x: Tensor, order: int) -> Tensor:
+    """``layer(x)``, passing ``order`` to layers that keep one BN set per order of a PolyNet poly-N module.
+
+    Such layers say so with a true ``per_order`` attribute; every other layer
+    (``ConvBnAct``, pools, ...) is called as usual, so ``order`` changes nothing
+    in Inception-ResNet-v2 itself.
+    """
+    if isinstance(layer, nn.Sequential):
+        for sub in layer:
+            x = _run(sub, x, order)
+        return x
+    return layer(x, order) if getattr(layer, "per_order", False) else layer(x)
+
+
+class InceptionResidual(nn.Module):
+    """act(x + scale * F(x)), the residual branch F gated by stochastic depth.
+
+    F (``transform``) runs the block's parallel branches, concatenates them and
+    maps them back to the block's width with the linear 1x1 ``conv2d``. PolyNet
+    (``cnnzoo.models.polynet``) composes these same F's into its PolyInception
+    modules: there ``width`` and the injected ``conv_block`` / ``up_block``
+    give its layout (wider stages, a BN after the 1x1).
     """
 
     def __init__(self, scale: float, drop_path: StochasticDepth | None, no_relu: bool):
         super().__init__()
         self.scale = scale
-        self.drop_path = drop_path or StochasticDepth()
+        self.drop_path = drop_path
         # Not in place: a dropped block returns x itself.
         self.act = nn.Identity() if no_relu else nn.ReLU()
 
     def branches(self) -> tuple[nn.Module, ...]:
         raise NotImplementedError
 
+    def transform(self, x: Tensor, order: int = 0) -> Tensor:
+        """F(x): the branches, concatenated in order, then the linear 1x1 (``order``: see ``_run``)."""
+        return _run(self.conv2d, torch.cat([_run(branch, x, order) for branch in self.branches()], 1), order)
+
     def residual(self, x: Tensor) -> Tensor:
-        return self.conv2d(torch.cat([branch(x) for branch in self.branches()], 1)) * self.scale
+        return self.transform(x) * self.scale
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.drop_path is None:
+            return self.act(x + self.residual(x))
         return self.act(self.drop_path(x, self.residual, x))
 
 
 class Block35(InceptionResidual):
-    """Inception-ResNet-A (35 x 35 grid, 320 channels): 1x1 | 1x1-3x3 | 1x1-3x3-3x3."""
+    """Inception-ResNet-A (Figure 16; 35 x 35 grid, 320 channels in the release): 1x1 | 1x1-3x3 | 1x1-3x3-3x3."""
 
     def __init__(self, scale: float = 1.0, drop_path: StochasticDepth | None = None, no_relu: bool = False,
-                 conv_block: ConvBlock = ConvBnAct):
+                 conv_block: ConvBlock = ConvBnAct, width: int = 320, up_block: ConvBlock = biased_1x1):
         super().__init__(scale, drop_path, no_relu)
-        self.branch0 = conv_block(320, 32, 1)
-        self.branch1 = nn.Sequential(conv_block(320, 32, 1), conv_block(32, 32, 3, padding=1))
-        self.branch2 = nn.Sequential(conv_block(320, 32, 1), conv_block(32, 48, 3, padding=1),
+        self.branch0 = conv_block(width, 32, 1)
+        self.branch1 = nn.Sequential(conv_block(width, 32, 1), conv_block(32, 32, 3, padding=1))
+        self.branch2 = nn.Sequential(conv_block(width, 32, 1), conv_block(32, 48, 3, padding=1),
                                      conv_block(48, 64, 3, padding=1))
-        self.conv2d = nn.Conv2d(128, 320, 1)
+        self.conv2d = up_block(32 + 32 + 64, width)
 
     def branches(self) -> tuple[nn.Module, ...]:
         return self.branch0, self.branch1, self.branch2
 
 
 class Block17(InceptionResidual):
-    """Inception-ResNet-B (17 x 17 grid, 1088 channels): 1x1 | 1x1-1x7-7x1."""
+    """Inception-ResNet-B (Figure 17; 17 x 17 grid, 1088 channels in the release): 1x1 | 1x1-1x7-7x1."""
 
     def __init__(self, scale: float = 1.0, drop_path: StochasticDepth | None = None, no_relu: bool = False,
-                 conv_block: ConvBlock = ConvBnAct):
+                 conv_block: ConvBlock = ConvBnAct, width: int = 1088, up_block: ConvBlock = biased_1x1):
         super().__init__(scale, drop_path, no_relu)
-        self.branch0 = conv_block(1088, 192, 1)
-        self.branch1 = nn.Sequential(conv_block(1088, 128, 1), conv_block(128, 160, (1, 7), padding=(0, 3)),
+        self.branch0 = conv_block(width, 192, 1)
+        self.branch1 = nn.Sequential(conv_block(width, 128, 1), conv_block(128, 160, (1, 7), padding=(0, 3)),
                                      conv_block(160, 192, (7, 1), padding=(3, 0)))
-        self.conv2d = nn.Conv2d(384, 1088, 1)
+        self.conv2d = up_block(192 + 192, width)
 
     def branches(self) -> tuple[nn.Module, ...]:
         return self.branch0, self.branch1
 
 
 class Block8(InceptionResidual):
-    """Inception-ResNet-C (8 x 8 grid, 2080 channels): 1x1 | 1x1-1x3-3x1."""
+    """Inception-ResNet-C (Figure 19; 8 x 8 grid, 2080 channels in the release): 1x1 | 1x1-1x3-3x1."""
 
     def __init__(self, scale: float = 1.0, drop_path: StochasticDepth | None = None, no_relu: bool = False,
-                 conv_block: ConvBlock = ConvBnAct):
+                 conv_block: ConvBlock = ConvBnAct, width: int = 2080, up_block: ConvBlock = biased_1x1):
         super().__init__(scale, drop_path, no_relu)
-        self.branch0 = conv_block(2080, 192, 1)
-        self.branch1 = nn.Sequential(conv_block(2080, 192, 1), conv_block(192, 224, (1, 3), padding=(0, 1)),
+        self.branch0 = conv_block(width, 192, 1)
+        self.branch1 = nn.Sequential(conv_block(width, 192, 1), conv_block(192, 224, (1, 3), padding=(0, 1)),
                                      conv_block(224, 256, (3, 1), padding=(1, 0)))
-        self.conv2d = nn.Conv2d(448, 2080, 1)
+        self.conv2d = up_block(192 + 256, width)
 
     def branches(self) -> tuple[nn.Module, ...]:
         return self.branch0, self.branch1
+
+
+# The block of each stage, as PolyNet names its stages.
+STAGE_BLOCKS: dict[str, type[InceptionResidual]] = {"A": Block35, "B": Block17, "C": Block8}
 
 
 def mixed_5b(conv_block: ConvBlock) -> Concat:

@@ -47,6 +47,7 @@ from ..layers import Concat, ConvBnAct, StochasticDepth, survival_probs
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
+from .inception_resnet import STAGE_BLOCKS, InceptionResidual
 
 PAPER = dict(paper="PolyNet: A Pursuit of Structural Diversity in Very Deep Networks", arxiv="1611.05725")
 VERY_DEEP = dict(PAPER, input_size=331, top1_err=18.71, top5_err=4.25, eval_note="single crop, ImageNet val")
@@ -72,14 +73,8 @@ KINDS = {
     "mpoly-3": Kind(3, 3, True),  # I + F + GF + HGF
 }
 
-# The Inception-residual block of each stage (the release's layout): its width, then its paths, each a list
-# of (out channels, kernel, padding) convs; the paths' outputs are concatenated in this order (the release's)
-# and a linear 1x1 conv + BN maps them back to the width.
-STAGE_BLOCKS = {
-    "A": (384, (((32, 1, 0), (48, 3, 1), (64, 3, 1)), ((32, 1, 0), (32, 3, 1)), ((32, 1, 0),))),
-    "B": (1152, (((128, 1, 0), (160, (1, 7), (0, 3)), (192, (7, 1), (3, 0))), ((192, 1, 0),))),
-    "C": (2048, (((192, 1, 0), (224, (1, 3), (0, 1)), (256, (3, 1), (1, 0))), ((192, 1, 0),))),
-}
+# The width of each stage in the release's layout (Inception-ResNet-v2's release: 320 / 1088 / 2080).
+STAGE_WIDTHS = {"A": 384, "B": 1152, "C": 2048}
 
 # Very Deep PolyNet: stage A 10 x 2-way, B 10 x (poly-3, 2-way), C 5 x (poly-3, 2-way).
 VERY_DEEP_DEPTHS = (10, 20, 10)
@@ -89,50 +84,60 @@ VERY_DEEP_KINDS = ("2-way", ("poly-3", "2-way"), ("poly-3", "2-way"))
 # evaluation. The release does not say; we keep its numbers, which its weights need.
 RELEASED_BETAS = tuple(round(1 - 0.3 * i / 39, 6) for i in range(40))
 
-PolySharing = Literal["full", "convs"]
+PolySharing = Literal["full", "bn", "convs"]
 
 
 class PolyConvBnAct(nn.Module):
-    """Conv -> BN -> ReLU whose conv may serve several orders of a poly-N module, each with its own BN."""
+    """Conv -> BN (-> ReLU) whose conv may serve several orders of a poly-N module, each with its own BN.
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size, padding=0, orders: int = 1, eps: float = 1e-5):
-        super().__init__()
-        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, padding=padding, bias=False)
-        self.bn = nn.ModuleList(nn.BatchNorm2d(out_chs, eps=eps) for _ in range(orders))
-
-    def forward(self, x: Tensor, order: int = 0) -> Tensor:
-        return F.relu(self.bn[order](self.conv(x)), inplace=True)
-
-
-class InceptionBlock(nn.Module):
-    """An Inception-residual block F of stage A, B or C: parallel conv paths, concat, linear 1x1 + BN.
-
-    ``orders`` > 1 builds the release's poly-N block: the paths' convolutions are
-    shared by the orders, while each order has its own BNs and its own final 1x1
-    conv + BN. With ``orders`` = 1 the block is one F, however often it is applied.
+    ``per_order`` tells ``InceptionResidual.transform`` to pass the order along.
     """
 
-    def __init__(self, stage: str, orders: int = 1, eps: float = 1e-5):
+    per_order = True
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size, stride: int = 1, padding=0, orders: int = 1,
+                 eps: float = 1e-5, act: bool = True):
         super().__init__()
-        width, paths = STAGE_BLOCKS[stage]
-        self.paths = nn.ModuleList()
-        for convs in paths:
-            path, in_chs = nn.ModuleList(), width
-            for out_chs, kernel, padding in convs:
-                path.append(PolyConvBnAct(in_chs, out_chs, kernel, padding, orders, eps))
-                in_chs = out_chs
-            self.paths.append(path)
-        cat_chs = sum(convs[-1][0] for convs in paths)
-        self.conv2d = nn.ModuleList(ConvBnAct(cat_chs, width, 1, eps=eps, act_layer=None) for _ in range(orders))
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=False)
+        self.bn = nn.ModuleList(nn.BatchNorm2d(out_chs, eps=eps) for _ in range(orders))
+        self.act = act
 
     def forward(self, x: Tensor, order: int = 0) -> Tensor:
-        outs = []
-        for path in self.paths:
-            h = x
-            for conv in path:
-                h = conv(h, order)
-            outs.append(h)
-        return self.conv2d[order](torch.cat(outs, 1))  # linear: no ReLU before the sum
+        x = self.bn[order if len(self.bn) > 1 else 0](self.conv(x))
+        return F.relu(x, inplace=True) if self.act else x
+
+
+class PerOrder(nn.ModuleList):
+    """One layer per order of a poly-N module: the release's final 1x1 conv + BN of each order."""
+
+    per_order = True
+
+    def forward(self, x: Tensor, order: int = 0) -> Tensor:
+        return self[order](x)
+
+
+def inception_block(stage: str, orders: int = 1, sharing: PolySharing = "full", eps: float = 1e-5
+                    ) -> InceptionResidual:
+    """F: Inception-ResNet-v2's block of ``stage`` (``Block35 / Block17 / Block8``) in the release's layout.
+
+    The stage's width (``STAGE_WIDTHS``), convs without bias each followed by BN
+    (eps 1e-5), and a linear 1x1 conv + BN back to the width. Only ``transform``
+    (F itself) is used: the PolyInception module adds, scales and gates the paths.
+    ``orders`` > 1 builds the F of a poly-N module that serves every order:
+    ``sharing="full"`` one F; ``"bn"`` shared convs with one BN set per order;
+    ``"convs"`` (the release) also one final 1x1 conv + BN per order.
+    """
+    if sharing not in ("full", "bn", "convs"):
+        raise ValueError(f"unknown poly_sharing {sharing!r}: use 'full', 'bn' or 'convs'")
+    bn_orders = orders if sharing != "full" else 1
+    conv_block = partial(PolyConvBnAct, orders=bn_orders, eps=eps)
+
+    def up_block(in_chs: int, width: int) -> nn.Module:
+        if sharing == "convs" and orders > 1:
+            return PerOrder(PolyConvBnAct(in_chs, width, 1, eps=eps, act=False) for _ in range(orders))
+        return PolyConvBnAct(in_chs, width, 1, orders=bn_orders, eps=eps, act=False)
+
+    return STAGE_BLOCKS[stage](no_relu=True, conv_block=conv_block, width=STAGE_WIDTHS[stage], up_block=up_block)
 
 
 class PolyInception(nn.Module):
@@ -144,7 +149,8 @@ class PolyInception(nn.Module):
         beta: residual scale of every path.
         survival_prob: each path's probability of being computed in a training pass.
         poly_sharing: in poly-N, ``"full"`` shares all of F between the orders (the paper's text);
-            ``"convs"`` shares only F's convolutions, with a BN set and a final 1x1 per order (the release).
+            ``"bn"`` shares F's convolutions but gives each order its own BNs; ``"convs"`` shares only
+            F's convolutions, with a BN set and a final 1x1 per order (the release). See ``inception_block``.
     """
 
     def __init__(self, kind: str, stage: str, beta: float = 0.3, survival_prob: float = 1.0,
@@ -153,20 +159,20 @@ class PolyInception(nn.Module):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown PolyInception kind {kind!r}: use one of {', '.join(KINDS)}")
-        if poly_sharing not in ("full", "convs"):
-            raise ValueError(f"unknown poly_sharing {poly_sharing!r}: use 'full' or 'convs'")
         self.kind, self.beta = kind, beta
         spec = KINDS[kind]
         self.cascade = spec.cascade
-        orders = spec.paths if spec.blocks == 1 and poly_sharing == "convs" else 1
-        self.blocks = nn.ModuleList(InceptionBlock(stage, orders, eps) for _ in range(spec.blocks))
+        self.poly = spec.blocks == 1 and spec.paths > 1  # one F serving every order
+        orders = spec.paths if self.poly else 1
+        self.blocks = nn.ModuleList(inception_block(stage, orders, poly_sharing, eps) for _ in range(spec.blocks))
         self.drop_paths = nn.ModuleList(
             StochasticDepth(survival_prob, drop_path_mode, drop_path_inverted) for _ in range(spec.paths))
 
     def path(self, k: int, x: Tensor) -> Tensor:
         """Path k's last block applied to ``x`` (the input, or in a cascade order k-1's ReLU'd output)."""
-        block = self.blocks[k if len(self.blocks) > 1 else 0]  # poly-N: F again, at order k
-        return block(x, k if len(block.conv2d) > 1 else 0)
+        if self.poly:
+            return self.blocks[0].transform(x, k)  # F again, at order k
+        return self.blocks[k].transform(x)
 
     def forward(self, x: Tensor) -> Tensor:
         keep = [gate.open() for gate in self.drop_paths]
@@ -193,7 +199,10 @@ class PolyInception(nn.Module):
         p = [gate.survival_prob for gate in self.drop_paths]
         runs = [1 - math.prod(1 - q for q in p[k:]) for k in range(len(p))] if self.cascade else p
         prefix = f"{name}." if name else ""
-        evals = [macs.get(f"{prefix}blocks.{b}", 0) for b in range(len(self.blocks))]
+        # F runs through ``transform``, not as one module call: its MACs are those of the outermost module
+        # calls inside it (a call whose parent module was not itself called)
+        evals = [sum(v for k, v in macs.items() if k.startswith(f"{prefix}blocks.{b}.") and k.rpartition(".")[0] not in macs)
+                 for b in range(len(self.blocks))]
         # poly-N: F is evaluated once per order, each time at the same shapes
         per_path = [evals[0] / len(p)] * len(p) if len(self.blocks) == 1 else evals
         return sum((1 - r) * m for r, m in zip(runs, per_path))
@@ -327,34 +336,47 @@ class PolyNet(ImageClassifier):
 # Renaming Cadene's pretrainedmodels PolyNet. Its 2-way modules hold ``blocks.{j}`` with ``path{p}`` either a
 # Sequential (``path0.{i}.conv``) or one conv (``path2.conv``) and ``conv2d``; its poly-3 modules hold
 # flat shared convs ``path0_1x1 / path0_1x7 / ...`` with ``bn_blocks.{order}`` and ``conv2d_blocks.{order}``.
-_POLY_CONVS = {"path0_1x1": "0.0", "path0_1x7": "0.1", "path0_7x1": "0.2",  # paths.{path}.{conv}
-               "path0_1x3": "0.1", "path0_3x1": "0.2", "path1": "1.0"}
-_MULTIWAY_PATH = re.compile(r"^(stage_\w\.\d+\.blocks\.\d+\.)path(\d)\.(?:(\d+)\.)?(conv|bn)\.(.+)$")
-_MULTIWAY_CONV2D = re.compile(r"^(stage_\w\.\d+\.blocks\.\d+\.)conv2d\.(.+)$")
+# Its paths are our Block35 / Block17 / Block8 branches in reverse order (longest first), so the final 1x1's
+# input channels are reordered too. Widths of the release's paths in its concatenation order, per stage:
+_RELEASED_CONCAT = {"a": (64, 32, 32), "b": (192, 192), "c": (256, 192)}
+_POLY_CONVS = {"path0_1x1": "branch1.0", "path0_1x7": "branch1.1", "path0_7x1": "branch1.2",
+               "path0_1x3": "branch1.1", "path0_3x1": "branch1.2", "path1": "branch0"}
+_MULTIWAY_PATH = re.compile(r"^(stage_(\w)\.\d+\.blocks\.\d+\.)path(\d)\.(?:(\d+)\.)?(conv|bn)\.(.+)$")
+_MULTIWAY_CONV2D = re.compile(r"^(stage_\w\.\d+\.blocks\.\d+\.)conv2d\.(conv|bn)\.(.+)$")
 _POLY_PATH = re.compile(r"^(stage_\w\.\d+\.)(path0_\w+|path1)\.(conv|bn_blocks\.\d+)\.(.+)$")
-_POLY_CONV2D = re.compile(r"^(stage_\w\.\d+\.)conv2d_blocks\.(.+)$")
+_POLY_CONV2D = re.compile(r"^(stage_\w\.\d+\.)conv2d_blocks\.(\d+)\.(conv|bn)\.(.+)$")
 
 
 def _rename_pretrainedmodels(key: str) -> str:
     if key.startswith("last_linear."):
         return "fc." + key[len("last_linear."):]
     if m := _MULTIWAY_PATH.match(key):
-        prefix, path, index, layer, rest = m.groups()
-        layer = "bn.0" if layer == "bn" else layer
-        return f"{prefix}paths.{path}.{index or 0}.{layer}.{rest}"
+        prefix, stage, path, index, layer, rest = m.groups()
+        branch = len(_RELEASED_CONCAT[stage]) - 1 - int(path)
+        return f"{prefix}branch{branch}{f'.{index}' if index else ''}.{'bn.0' if layer == 'bn' else layer}.{rest}"
     if m := _MULTIWAY_CONV2D.match(key):
-        return f"{m[1]}conv2d.0.{m[2]}"
+        prefix, layer, rest = m.groups()
+        return f"{prefix}conv2d.{'bn.0' if layer == 'bn' else layer}.{rest}"
     if m := _POLY_PATH.match(key):
         prefix, conv, layer, rest = m.groups()
-        return f"{prefix}blocks.0.paths.{_POLY_CONVS[conv]}.{layer.replace('bn_blocks', 'bn')}.{rest}"
+        return f"{prefix}blocks.0.{_POLY_CONVS[conv]}.{layer.replace('bn_blocks', 'bn')}.{rest}"
     if m := _POLY_CONV2D.match(key):
-        return f"{m[1]}blocks.0.conv2d.{m[2]}"
+        prefix, order, layer, rest = m.groups()
+        return f"{prefix}blocks.0.conv2d.{order}.{'bn.0' if layer == 'bn' else layer}.{rest}"
     return key  # stem and reductions: same names
+
+
+def _reverse_concat(key: str, value: Tensor) -> Tensor:
+    """A final 1x1's weight with its input channels in our branch order (the release's, reversed)."""
+    if not re.search(r"\.conv2d(_blocks\.\d+)?\.conv\.weight$", key):
+        return value
+    chunks = value.split(list(_RELEASED_CONCAT[key[len("stage_")]]), dim=1)
+    return torch.cat(chunks[::-1], 1)
 
 
 @register_converter(PolyNet, "pretrainedmodels")
 def _from_pretrainedmodels(state_dict: dict) -> dict:
-    return {_rename_pretrainedmodels(k): v for k, v in state_dict.items()}
+    return {_rename_pretrainedmodels(k): _reverse_concat(k, v) for k, v in state_dict.items()}
 
 
 def insert_init(shallow: PolyNet, deep: PolyNet) -> PolyNet:
@@ -390,9 +412,10 @@ def insert_init(shallow: PolyNet, deep: PolyNet) -> PolyNet:
             for k, module in enumerate(dst):
                 if k not in placed:
                     for block in module.blocks:
-                        for final in block.conv2d:
-                            final.bn.weight.zero_()
-                            final.bn.bias.zero_()
+                        for final in (block.conv2d if isinstance(block.conv2d, PerOrder) else [block.conv2d]):
+                            for bn in final.bn:
+                                bn.weight.zero_()
+                                bn.bias.zero_()
     return deep
 
 
