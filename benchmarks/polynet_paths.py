@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnnzoo
 from cnnzoo.analysis.complexity import module_macs
+from cnnzoo.analysis.stochastic_depth import expected_saved_macs
 from cnnzoo.layers import seed_gates
 from cnnzoo.models.polynet import PolyInception
 
@@ -142,14 +143,13 @@ def network(reps: int, batch: int, size: int) -> None:
 
     def run(label: str) -> float:
         steps[label] += 1
-        seed_gates(steps[label])  # the same gate draws for each configuration's n-th step
+        seed_gates(models[label], steps[label])  # the same gate draws for each configuration's n-th step
         model = models[label]
         return train_step(model, lambda: model(x))
 
     times = alternate({label: (lambda label=label: run(label)) for label in models}, reps)
     macs = module_macs(models["drop_path_rate=0.5, batch"], size)
-    saved = sum(m.expected_saved_macs(macs, n) for n, m in models["drop_path_rate=0.5, batch"].named_modules()
-                if isinstance(m, PolyInception))
+    saved = expected_saved_macs(models["drop_path_rate=0.5, batch"], macs)
     base = times["no stochastic paths"]
     table(f"{name}, training step (batch {batch}, {size} x {size}), real gates, p_L = 0.5 linear", [
         (label, f"{times[label] / base:.2f}",

@@ -3,7 +3,7 @@ import torch
 
 import cnnzoo
 from cnnzoo.analysis import count_params
-from cnnzoo.layers import StochasticDepth, seed_gates
+from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.models.inception_resnet import Block8, Block17, Block35, InceptionResNetV2
 from peers import randomize_batchnorm
 
@@ -58,9 +58,9 @@ def test_dropped_block_is_not_computed():
     calls = [0] * len(blocks)
     for i, b in enumerate(blocks):
         b.conv2d.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
-    seed_gates(3)
-    expected = [StochasticDepth(0.1).gate() for _ in blocks]
-    seed_gates(3)
+    stream = GateStream(3)
+    expected = [stream.draw() < 0.1 for _ in blocks]  # the model's stream, reseeded alike, draws the same
+    seed_gates(model, 3)
     model(torch.randn(2, 3, 75, 75)).sum().backward()
     assert 0 < sum(expected) < len(blocks)
     assert calls == [int(k) for k in expected]

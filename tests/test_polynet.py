@@ -8,8 +8,10 @@ from torch.utils.flop_counter import FlopCounterMode
 import cnnzoo
 from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import module_macs
-from cnnzoo.layers import StochasticDepth, seed_gates
-from cnnzoo.models.polynet import KINDS, PolyInception, PolyNet, inception_block, insert_init
+from cnnzoo.analysis.stochastic_depth import poly_saved_macs
+from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
+from cnnzoo.engine.insertion import insert_init
+from cnnzoo.models.polynet import KINDS, PolyInception, PolyNet, inception_block
 from peers import randomize_batchnorm
 
 
@@ -37,7 +39,8 @@ def expected_paths(kind, blocks, x):
 
 def module(kind, sharing="full", p=1.0, mode="batch"):
     torch.manual_seed(0)
-    return randomize_batchnorm(PolyInception(kind, "A", beta=0.3, survival_prob=p, drop_path_mode=mode, poly_sharing=sharing))
+    gate = StochasticDepth(p, mode)
+    return randomize_batchnorm(PolyInception(kind, "A", beta=0.3, drop_path=gate, poly_sharing=sharing))
 
 
 def count_block_calls(mod):
@@ -111,10 +114,10 @@ def test_dropped_paths_are_not_computed(kind):
 
 def test_dropped_paths_get_no_gradient_and_gates_follow_the_shared_generator():
     mod = module("mpoly-3", p=0.5).train()
-    seed_gates(7)
-    expected = [StochasticDepth(0.5).gate() for _ in range(3)]
+    stream = GateStream(7)
+    expected = [stream.draw() < 0.5 for _ in range(3)]
     assert expected == [False, True, False]  # F dropped but needed by GF, HGF dropped
-    seed_gates(7)
+    seed_gates(mod, 7)
     mod(torch.rand(2, 384, 5, 5)).sum().backward()
     grads = [[p.grad is not None for p in block.parameters()] for block in mod.blocks]
     # F's output feeds the kept GF, so F runs and learns through it; H is never called.
@@ -140,8 +143,8 @@ def test_expected_saved_macs_matches_the_gate_patterns(kind):
             mod(torch.rand(1, 384, 5, 5))
         chance = math.prod(p if k else 1 - p for p, k in zip(probs, keep))
         expected += chance * counter.get_total_flops() // 2
-    assert full[""] - mod.expected_saved_macs(full, "") == pytest.approx(expected)
-    assert mod.expected_saved_macs(full, "") > 0
+    assert full[""] - poly_saved_macs(mod, full, "") == pytest.approx(expected)
+    assert poly_saved_macs(mod, full, "") > 0
 
 
 def test_eval_runs_every_path_scaled_by_survival():
@@ -264,3 +267,11 @@ def test_info_reports_paths_and_their_saving(capsys):
     # 12 modules: 3 + 3 1-way paths in A and C, 6 x 3 poly-3 paths in B; p_l = 1 - l / 24 over the modules
     assert "24 paths, expected active E[L~] = 17.50" in out
     assert "100.0% of the full" not in out
+
+
+def test_insert_init_old_import_path_still_works_with_a_warning():
+    import cnnzoo.models.polynet as polynet
+
+    with pytest.warns(DeprecationWarning, match="cnnzoo.engine.insertion"):
+        old = polynet.insert_init
+    assert old is insert_init

@@ -20,7 +20,6 @@ from .analysis.report import FORMATS
 from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
 from .engine.trainer import load_trained
 from .engine.config import parse_assignments
-from .layers.drop import StochasticDepth
 
 
 class UsageError(ValueError):
@@ -92,21 +91,17 @@ def cmd_info(args: argparse.Namespace) -> None:
     for label, err in (("top-1 error", cfg.top1_err), ("top-5 error", cfg.top5_err)):
         if err is not None:
             print(f"  {label:<13}{'':<16}paper {err}%" + (f"  ({cfg.eval_note})" if cfg.eval_note else ""))
-    gates = [(n, m) for n, m in model.named_modules() if isinstance(m, StochasticDepth)]
     if args.drop_path_rate:
-        if not gates:
+        from .analysis.stochastic_depth import drop_path_cost
+
+        cost = drop_path_cost(model, macs)
+        if cost is None:
             raise UsageError(f"{args.name} has no residual blocks to drop; --drop-path-rate applies to residual families")
-        expected = sum(m.survival_prob for _, m in gates)
-        saved = sum((1 - m.survival_prob) * macs.get(n, 0) for n, m in gates)
-        # Multi-path modules (PolyNet) gate paths whose work runs outside the gates: they report their own saving.
-        multi_path = [(n, m) for n, m in model.named_modules() if hasattr(m, "expected_saved_macs")]
-        saved += sum(m.expected_saved_macs(macs, n) for n, m in multi_path)
-        unit = "paths" if multi_path else "blocks"
-        print(f"  {'stoch. depth':<13}{len(gates)} {unit}, expected active E[L~] = {expected:.2f}"
-              f" (p_L = {1 - args.drop_path_rate:g}, {gates[0][1].mode} mode)")
-        if gates[0][1].mode == "batch":
-            print(f"  {'train MACs':<13}{(macs[''] - saved) / 1e9:.3f} G expected per image,"
-                  f" {1 - saved / macs['']:.1%} of the full network's {gmacs:.3f} G")
+        print(f"  {'stoch. depth':<13}{cost.gates} {'paths' if cost.paths else 'blocks'}, expected active E[L~] ="
+              f" {cost.expected_active:.2f} (p_L = {1 - args.drop_path_rate:g}, {cost.mode} mode)")
+        if cost.mode == "batch":
+            print(f"  {'train MACs':<13}{(macs[''] - cost.saved_macs) / 1e9:.3f} G expected per image,"
+                  f" {1 - cost.saved_macs / macs['']:.1%} of the full network's {gmacs:.3f} G")
     if args.compare:
         _print_comparison(args.name, model, args.compare, other, size)
 

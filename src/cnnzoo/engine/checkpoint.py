@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
-from ..layers.drop import gate_generator
+from ..layers.drop import gate_state, load_gate_state
 from ..weights import check_state_dict
 
 
@@ -58,8 +58,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         raise CheckpointError(f"could not write {path}: {reason}; {kept}") from e
 
 
-def rng_state() -> dict[str, Any]:
-    """Every random generator training draws from: torch (CPU and CUDA), numpy, Python, the stochastic-depth gates."""
+def rng_state(model: nn.Module | None = None) -> dict[str, Any]:
+    """Every random generator training draws from: torch (CPU and CUDA), numpy, Python, ``model``'s gate stream."""
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -67,11 +67,11 @@ def rng_state() -> dict[str, Any]:
         # numpy's state holds an ndarray, which weights_only loading refuses: keep it as a tensor.
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "python": random.getstate(),
-        "gates": gate_generator.get_state(),
+        "gates": gate_state(model) if model is not None else [],
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], model: nn.Module | None = None) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -79,7 +79,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    gate_generator.set_state(state["gates"])
+    if model is not None:
+        load_gate_state(model, state.get("gates"))
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

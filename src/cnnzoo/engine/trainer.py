@@ -308,9 +308,9 @@ class Trainer:
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             # lr: the per-iteration schedule already set this step's value in the optimizer
-            # gates: stochastic depth draws from a generator seeded by (seed, step): the same on every
+            # gates: stochastic depth draws from the model's gate stream, seeded by (seed, step): the same on every
             # rank (DDP gradients agree) and again after a resume
-            seed_gates(step_seed(cfg.seed, self.step))
+            seed_gates(self.net, step_seed(cfg.seed, self.step))
             # forward, in mixed precision on CUDA
             with self._autocast():
                 outputs = model(images)
@@ -393,7 +393,7 @@ class Trainer:
 
     def save(self) -> None:
         """Write last.ckpt atomically (collective under DDP: every rank's RNG state goes in)."""
-        rngs = distributed.gather_objects(rng_state(), self.world)
+        rngs = distributed.gather_objects(rng_state(self.net), self.world)
         if not self.world.is_main:
             return
         save_checkpoint(self.run_dir / "last.ckpt", {
@@ -424,7 +424,7 @@ class Trainer:
             self.grad_flow.load_state_dict(ckpt["grad_flow"])
         self.best_top1, self.last_test = ckpt["best_top1"], ckpt["last_test"]
         rngs = ckpt["rng"]
-        set_rng_state(rngs[self.world.rank] if len(rngs) == self.world.size else rngs[0])
+        set_rng_state(rngs[self.world.rank] if len(rngs) == self.world.size else rngs[0], self.net)
 
     def _check_faults(self, loss_value: float, epoch: int) -> int:
         """Raise on a non-finite loss; return a pending SIGINT/SIGTERM number (0: none).

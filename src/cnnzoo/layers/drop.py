@@ -19,13 +19,26 @@ themselves, since a cascade may need a dropped path's output for a later one.
 ``StochasticDepth(mode="row")``): the branch is always computed for the whole
 batch and then masked, so it regularises but saves no compute.
 
-Gates come from one generator shared by every block (``gate_generator``), not
-from torch's global one, so data augmentation does not shift them, and the
-training loop can reseed it each step (``seed_gates``): under DDP every rank
-then drops the same blocks and the gradients agree.
+A network's stochastic-depth settings are one object, ``DropPathSpec`` (rate,
+mode, schedule, inverted); a family turns it into its per-block gates with
+``spec.gates(num_blocks, owner=model)``. ``create_model`` builds the spec from
+the ``drop_path_rate / _mode / _schedule / _inverted`` keywords (timm's
+``drop_path_rate`` included), in ``drop_path_from_keywords``.
 
-Gradient checkpointing (``torch.utils.checkpoint``) works: the recomputed
-forward reuses the gates of the original one.
+The gates of a model draw from one random stream that the model owns
+(``GateStream``: a seeded ``torch.Generator``, not torch's global one, so data
+augmentation does not shift the gates, and not a buffer either: the model's
+state_dict stays its weights). Each call of the model is one pass: a gate is
+drawn at most once per pass, when first asked. The training loop reseeds the
+stream each step (``seed_gates(model, seed)``): under DDP every rank then drops
+the same blocks and the gradients agree; ``gate_state`` / ``load_gate_state``
+save and restore it with a checkpoint.
+
+Gradient checkpointing (``torch.utils.checkpoint``, reentrant or not) works:
+its recomputation of a block happens within the same pass, so the block sees
+the gate it drew in the forward pass. Code that calls a model's parts directly
+(not the model) starts a pass with ``seed_gates`` or ``GateStream.new_pass``.
+A gate with no owning model (built alone, as in the tests) draws on every call.
 
 Under ``torch.compile`` the Python branch on the gate is data-dependent, so
 a compiled block graph-breaks at the gate (in "batch" mode only); the compiled
@@ -34,6 +47,7 @@ pieces on either side stay compiled.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
@@ -41,13 +55,6 @@ from torch import Tensor, nn
 
 Mode = Literal["batch", "row"]
 Schedule = Literal["linear", "uniform"]
-
-gate_generator = torch.Generator()
-
-
-def seed_gates(seed: int) -> None:
-    """Reseed the generator every gate is drawn from (call once per step for DDP and exact resume)."""
-    gate_generator.manual_seed(seed)
 
 
 def survival_probs(num_blocks: int, drop_rate: float, schedule: Schedule = "linear") -> list[float]:
@@ -65,25 +72,150 @@ def survival_probs(num_blocks: int, drop_rate: float, schedule: Schedule = "line
     raise ValueError(f"unknown drop_path_schedule {schedule!r}: use 'linear' or 'uniform'")
 
 
+class GateStream:
+    """The random stream one model's gates draw from, and the passes (model calls) that delimit their draws.
+
+    ``pass_id`` is None for a stream no model drives (a gate built alone): then
+    every ask draws. Not a module and holds no tensor attribute: it never
+    enters a state_dict.
+    """
+
+    def __init__(self, seed: int = 0, driven: bool = False):
+        self.generator = torch.Generator()
+        self.generator.manual_seed(seed)
+        self.pass_id: int | None = 0 if driven else None
+
+    @classmethod
+    def of(cls, owner: nn.Module) -> GateStream:
+        """``owner``'s stream, created on first use: every call of ``owner`` starts a new pass."""
+        stream = owner.__dict__.get("gate_stream")
+        if stream is None:
+            stream = owner.__dict__["gate_stream"] = cls(driven=True)
+            owner.register_forward_pre_hook(stream.new_pass)
+        return stream
+
+    def new_pass(self, *_) -> None:
+        """Start a pass: every gate draws afresh when next asked (a forward pre-hook of the owning model)."""
+        if self.pass_id is not None:
+            self.pass_id += 1
+
+    def draw(self) -> float:
+        return torch.rand((), generator=self.generator).item()
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+        self.new_pass()
+
+    def state(self) -> Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: Tensor) -> None:
+        self.generator.set_state(state)
+        self.new_pass()
+
+
+@dataclass(frozen=True)
+class DropPathSpec:
+    """Stochastic depth over a network's residual blocks (or paths): the one argument every residual family takes."""
+
+    rate: float = 0.0  # 1 - p_L, the drop probability of the last block; 0 = off
+    mode: Mode = "batch"  # "batch": one gate per block per pass, a closed one skips the block; "row": per sample
+    schedule: Schedule = "linear"  # p_l over the blocks: "linear" (the paper's decay) or "uniform" (p_L everywhere)
+    inverted: bool = False  # scale open branches by 1/p_l in training instead of by p_l at evaluation
+
+    def __post_init__(self):
+        if self.mode not in ("batch", "row"):
+            raise ValueError(f"unknown drop_path_mode {self.mode!r}: use 'batch' or 'row'")
+        survival_probs(1, self.rate, self.schedule)  # checks the rate and the schedule
+
+    def gates(self, num_blocks: int, owner: nn.Module | None = None) -> list[StochasticDepth]:
+        """One gate per block, p_l by the schedule, all drawing from ``owner``'s stream (``GateStream.of``)."""
+        stream = GateStream.of(owner) if owner is not None and self.rate > 0 else None
+        return [StochasticDepth(p, self.mode, self.inverted, stream)
+                for p in survival_probs(num_blocks, self.rate, self.schedule)]
+
+
+_KEYWORDS = {"drop_path_rate": "rate", "drop_path_mode": "mode", "drop_path_schedule": "schedule",
+             "drop_path_inverted": "inverted"}
+
+
+def drop_path_from_keywords(kwargs: dict) -> dict:
+    """``kwargs`` with the ``drop_path_*`` keywords turned into ``drop_path=DropPathSpec(...)`` (none given: unchanged)."""
+    given = {field: kwargs[key] for key, field in _KEYWORDS.items() if key in kwargs}
+    if not given:
+        return kwargs
+    if kwargs.get("drop_path") is not None:
+        raise ValueError("give drop_path=DropPathSpec(...) or the drop_path_* keywords, not both")
+    rest = {k: v for k, v in kwargs.items() if k not in _KEYWORDS}
+    return {**rest, "drop_path": DropPathSpec(**given)}
+
+
+def gate_streams(model: nn.Module) -> list[GateStream]:
+    """The streams ``model``'s gates draw from (one per model built by a family), in module order."""
+    streams: dict[int, GateStream] = {}
+    for m in model.modules():
+        if isinstance(m, StochasticDepth) and m.stream is not None:
+            streams.setdefault(id(m.stream), m.stream)
+    return list(streams.values())
+
+
+def seed_gates(model: nn.Module, seed: int | None = None) -> None:
+    """Reseed the gate stream(s) of ``model`` and start a pass (the training loop: once per step, for DDP and resume)."""
+    if seed is None or not isinstance(model, nn.Module):
+        raise TypeError("seed_gates takes the model whose gates to reseed: seed_gates(model, seed)")
+    for i, stream in enumerate(gate_streams(model)):
+        stream.seed(seed + i)
+
+
+def gate_state(model: nn.Module) -> list[Tensor]:
+    """The state of ``model``'s gate streams, for a training checkpoint (not part of the state_dict)."""
+    return [stream.state() for stream in gate_streams(model)]
+
+
+def load_gate_state(model: nn.Module, state: list[Tensor] | Tensor | None) -> None:
+    """Restore ``gate_state``; a checkpoint from before the model owned its stream holds one tensor."""
+    if state is None:
+        return
+    for stream, s in zip(gate_streams(model), [state] if isinstance(state, Tensor) else state):
+        stream.set_state(s)
+
+
 class StochasticDepth(nn.Module):
     """Gates one residual branch: ``shortcut + branch(x)``, with the branch dropped at random in training."""
 
-    def __init__(self, survival_prob: float = 1.0, mode: Mode = "batch", inverted: bool = False):
+    def __init__(self, survival_prob: float = 1.0, mode: Mode = "batch", inverted: bool = False,
+                 stream: GateStream | None = None):
         super().__init__()
         if mode not in ("batch", "row"):
             raise ValueError(f"unknown drop_path_mode {mode!r}: use 'batch' or 'row'")
         self.survival_prob = survival_prob
         self.mode = mode
         self.inverted = inverted
+        self.stream = stream  # None: built alone; its own undriven stream is made when first needed
+        self._pass: int | None = None  # the pass whose gate ``_open`` holds
+
+    def own_stream(self) -> GateStream:
+        if self.stream is None:
+            self.stream = GateStream()
+        return self.stream
+
+    def twin(self) -> StochasticDepth:
+        """Another gate with the same settings and stream (a multi-path module's gate for each path)."""
+        if self.survival_prob < 1.0:
+            self.own_stream()  # the twins must share it
+        return StochasticDepth(self.survival_prob, self.mode, self.inverted, self.stream)
 
     def gate(self) -> bool:
-        """Draw this block's gate for one pass ("batch" mode): True means compute the branch.
+        """This block's gate in the current pass ("batch" mode): True means compute the branch.
 
-        Gradient checkpointing reruns the forward pass inside backward; that rerun
-        reuses the gate drawn in the forward pass, so both see the same network.
+        Drawn once per pass: gradient checkpointing's recomputation of the block
+        (inside backward, same pass) gets the gate of the forward pass, so both see
+        the same network.
         """
-        if torch._C._current_graph_task_id() == -1:  # not inside a backward pass
-            self._open = torch.rand((), generator=gate_generator).item() < self.survival_prob
+        stream = self.own_stream()
+        if stream.pass_id is None or self._pass != stream.pass_id:
+            self._open = stream.draw() < self.survival_prob
+            self._pass = stream.pass_id
         return self._open
 
     def open(self) -> bool:

@@ -17,12 +17,13 @@ Names follow timm's (``Block35 / Block17 / Block8``, ``repeat``, ``mixed_6a``,
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from ..layers import Concat, ConvBnAct, StochasticDepth, survival_probs
+from ..layers import Concat, ConvBnAct, DropPathSpec, StochasticDepth
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
@@ -182,9 +183,10 @@ class InceptionResNetV2(ImageClassifier):
             the paper's figure 5-10-5; PolyNet's ablations start from 3-6-3 and 6-12-6.
         scales: residual scale of the blocks of each stage. The release's last ``Block8`` has no scale
             and no ReLU (TF-slim's ``block8(activation_fn=None)``); it counts in ``depths[2]``.
-        drop_path_rate, drop_path_mode, drop_path_schedule, drop_path_inverted: stochastic depth over
-            all residual blocks, ``drop_path_rate`` = 1 - p_L; see ``cnnzoo.layers.drop``.
+        drop_path: stochastic depth over all residual blocks (``create_model`` builds it from the
+            ``drop_path_*`` keywords); see ``cnnzoo.layers.drop``.
         conv_block: conv-BN-ReLU builder (BN eps 1e-3 as in TF-slim).
+        norm_layer: ``norm_layer(channels, eps=...)`` instead of BN in every ``conv_block`` (default: BN).
     """
 
     classifier = "classif"  # timm's name
@@ -195,13 +197,13 @@ class InceptionResNetV2(ImageClassifier):
         scales: tuple[float, float, float] = RELEASED_SCALES,
         num_classes: int = 1000,
         in_chans: int = 3,
-        drop_path_rate: float = 0.0,
-        drop_path_mode: str = "batch",
-        drop_path_schedule: str = "linear",
-        drop_path_inverted: bool = False,
+        drop_path: DropPathSpec | None = None,
         conv_block: ConvBlock = ConvBnAct,
+        norm_layer: Callable[..., nn.Module] | None = None,
     ):
         super().__init__()
+        if norm_layer is not None:
+            conv_block = partial(conv_block, norm_layer=norm_layer)
         if len(depths) != 3 or min(depths) < 1:
             raise ValueError(f"depths must be three block counts >= 1 (stages A, B, C), got {depths}")
         self.conv2d_1a = conv_block(in_chans, 32, 3, stride=2)
@@ -213,19 +215,17 @@ class InceptionResNetV2(ImageClassifier):
         self.maxpool_5a = nn.MaxPool2d(3, stride=2)
         self.mixed_5b = mixed_5b(conv_block)
 
-        probs = iter(survival_probs(sum(depths), drop_path_rate, drop_path_schedule))
+        gates = iter((drop_path or DropPathSpec()).gates(sum(depths), owner=self))
 
         def blocks(block: type[InceptionResidual], n: int, scale: float) -> list[InceptionResidual]:
-            return [block(scale, StochasticDepth(next(probs), drop_path_mode, drop_path_inverted),
-                          conv_block=conv_block) for _ in range(n)]
+            return [block(scale, next(gates), conv_block=conv_block) for _ in range(n)]
 
         self.repeat = nn.Sequential(*blocks(Block35, depths[0], scales[0]))
         self.mixed_6a = mixed_6a(conv_block)
         self.repeat_1 = nn.Sequential(*blocks(Block17, depths[1], scales[1]))
         self.mixed_7a = mixed_7a(conv_block)
         self.repeat_2 = nn.Sequential(*blocks(Block8, depths[2] - 1, scales[2]))
-        self.block8 = Block8(1.0, StochasticDepth(next(probs), drop_path_mode, drop_path_inverted),
-                             no_relu=True, conv_block=conv_block)
+        self.block8 = Block8(1.0, next(gates), no_relu=True, conv_block=conv_block)
         self.num_features = 1536
         self.conv2d_7b = conv_block(2080, self.num_features, 1)
         self.global_pool = nn.AdaptiveAvgPool2d(1)

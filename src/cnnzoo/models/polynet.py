@@ -34,7 +34,6 @@ the final 1x1): our choice, since the paper does not list its layers.
 
 from __future__ import annotations
 
-import math
 import re
 from functools import partial
 from typing import Callable, Literal, NamedTuple, Sequence
@@ -43,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import Concat, ConvBnAct, StochasticDepth, survival_probs
+from ..layers import Concat, ConvBnAct, DropPathSpec, StochasticDepth
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
@@ -96,10 +95,10 @@ class PolyConvBnAct(nn.Module):
     per_order = True
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size, stride: int = 1, padding=0, orders: int = 1,
-                 eps: float = 1e-5, act: bool = True):
+                 eps: float = 1e-5, act: bool = True, norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d):
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=False)
-        self.bn = nn.ModuleList(nn.BatchNorm2d(out_chs, eps=eps) for _ in range(orders))
+        self.bn = nn.ModuleList(norm_layer(out_chs, eps=eps) for _ in range(orders))
         self.act = act
 
     def forward(self, x: Tensor, order: int = 0) -> Tensor:
@@ -116,8 +115,8 @@ class PerOrder(nn.ModuleList):
         return self[order](x)
 
 
-def inception_block(stage: str, orders: int = 1, sharing: PolySharing = "full", eps: float = 1e-5
-                    ) -> InceptionResidual:
+def inception_block(stage: str, orders: int = 1, sharing: PolySharing = "full", eps: float = 1e-5,
+                    norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d) -> InceptionResidual:
     """F: Inception-ResNet-v2's block of ``stage`` (``Block35 / Block17 / Block8``) in the release's layout.
 
     The stage's width (``STAGE_WIDTHS``), convs without bias each followed by BN
@@ -130,12 +129,13 @@ def inception_block(stage: str, orders: int = 1, sharing: PolySharing = "full", 
     if sharing not in ("full", "bn", "convs"):
         raise ValueError(f"unknown poly_sharing {sharing!r}: use 'full', 'bn' or 'convs'")
     bn_orders = orders if sharing != "full" else 1
-    conv_block = partial(PolyConvBnAct, orders=bn_orders, eps=eps)
+    conv_block = partial(PolyConvBnAct, orders=bn_orders, eps=eps, norm_layer=norm_layer)
 
     def up_block(in_chs: int, width: int) -> nn.Module:
         if sharing == "convs" and orders > 1:
-            return PerOrder(PolyConvBnAct(in_chs, width, 1, eps=eps, act=False) for _ in range(orders))
-        return PolyConvBnAct(in_chs, width, 1, orders=bn_orders, eps=eps, act=False)
+            return PerOrder(PolyConvBnAct(in_chs, width, 1, eps=eps, act=False, norm_layer=norm_layer)
+                            for _ in range(orders))
+        return PolyConvBnAct(in_chs, width, 1, orders=bn_orders, eps=eps, act=False, norm_layer=norm_layer)
 
     return STAGE_BLOCKS[stage](no_relu=True, conv_block=conv_block, width=STAGE_WIDTHS[stage], up_block=up_block)
 
@@ -147,15 +147,15 @@ class PolyInception(nn.Module):
         kind: one of ``KINDS``.
         stage: ``"A"``, ``"B"`` or ``"C"``: which Inception-residual blocks F, G, H are.
         beta: residual scale of every path.
-        survival_prob: each path's probability of being computed in a training pass.
+        drop_path: the module's gate (its survival p_l, mode, stream): each path gets a twin of it.
         poly_sharing: in poly-N, ``"full"`` shares all of F between the orders (the paper's text);
             ``"bn"`` shares F's convolutions but gives each order its own BNs; ``"convs"`` shares only
             F's convolutions, with a BN set and a final 1x1 per order (the release). See ``inception_block``.
     """
 
-    def __init__(self, kind: str, stage: str, beta: float = 0.3, survival_prob: float = 1.0,
-                 drop_path_mode: str = "batch", drop_path_inverted: bool = False,
-                 poly_sharing: PolySharing = "full", eps: float = 1e-5):
+    def __init__(self, kind: str, stage: str, beta: float = 0.3, drop_path: StochasticDepth | None = None,
+                 poly_sharing: PolySharing = "full", eps: float = 1e-5,
+                 norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown PolyInception kind {kind!r}: use one of {', '.join(KINDS)}")
@@ -164,9 +164,10 @@ class PolyInception(nn.Module):
         self.cascade = spec.cascade
         self.poly = spec.blocks == 1 and spec.paths > 1  # one F serving every order
         orders = spec.paths if self.poly else 1
-        self.blocks = nn.ModuleList(inception_block(stage, orders, poly_sharing, eps) for _ in range(spec.blocks))
-        self.drop_paths = nn.ModuleList(
-            StochasticDepth(survival_prob, drop_path_mode, drop_path_inverted) for _ in range(spec.paths))
+        self.blocks = nn.ModuleList(inception_block(stage, orders, poly_sharing, eps, norm_layer)
+                                    for _ in range(spec.blocks))
+        drop_path = drop_path or StochasticDepth()
+        self.drop_paths = nn.ModuleList(drop_path.twin() for _ in range(spec.paths))
 
     def path(self, k: int, x: Tensor) -> Tensor:
         """Path k's last block applied to ``x`` (the input, or in a cascade order k-1's ReLU'd output)."""
@@ -190,22 +191,6 @@ class PolyInception(nn.Module):
                 if kept:
                     out = out + self.drop_paths[k].weigh(self.beta * self.path(k, x))
         return F.relu(out)  # not in place: with every path dropped, out is x
-
-    def expected_saved_macs(self, macs: dict[str, int], name: str) -> float:
-        """MACs a "batch"-mode training pass skips on average, from this module's eval-mode ``module_macs``.
-
-        A parallel path runs with its survival p_k; a cascade's order k runs when it or any later order is kept.
-        """
-        p = [gate.survival_prob for gate in self.drop_paths]
-        runs = [1 - math.prod(1 - q for q in p[k:]) for k in range(len(p))] if self.cascade else p
-        prefix = f"{name}." if name else ""
-        # F runs through ``transform``, not as one module call: its MACs are those of the outermost module
-        # calls inside it (a call whose parent module was not itself called)
-        evals = [sum(v for k, v in macs.items() if k.startswith(f"{prefix}blocks.{b}.") and k.rpartition(".")[0] not in macs)
-                 for b in range(len(self.blocks))]
-        # poly-N: F is evaluated once per order, each time at the same shapes
-        per_path = [evals[0] / len(p)] * len(p) if len(self.blocks) == 1 else evals
-        return sum((1 - r) * m for r, m in zip(runs, per_path))
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, beta={self.beta}"
@@ -266,9 +251,10 @@ class PolyNet(ImageClassifier):
             ``PolyInception``.
         stem: builds the stem from (in_chans, conv_block); it must give 384 channels.
         drop_rate: dropout before the FC (the release: 0.2).
-        drop_path_rate, drop_path_mode, drop_path_schedule, drop_path_inverted: stochastic paths, survival
-            p_l over the modules l = 1..L (every path of module l gets p_l), ``drop_path_rate`` = 1 - p_L.
+        drop_path: stochastic paths, survival p_l over the modules l = 1..L (every path of module l
+            gets p_l); ``create_model`` builds it from the ``drop_path_*`` keywords.
         eps: BN epsilon (the release: PyTorch's 1e-5).
+        norm_layer: ``norm_layer(channels, eps=eps)`` builds every normalisation layer (default: BN).
     """
 
     def __init__(
@@ -281,11 +267,9 @@ class PolyNet(ImageClassifier):
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_rate: float = 0.2,
-        drop_path_rate: float = 0.0,
-        drop_path_mode: str = "batch",
-        drop_path_schedule: str = "linear",
-        drop_path_inverted: bool = False,
+        drop_path: DropPathSpec | None = None,
         eps: float = 1e-5,
+        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
     ):
         super().__init__()
         if len(depths) != 3 or min(depths) < 1:
@@ -296,14 +280,14 @@ class PolyNet(ImageClassifier):
         betas = [beta] * num_modules if isinstance(beta, (int, float)) else list(beta)
         if len(betas) != num_modules:
             raise ValueError(f"beta must be one number or one per module ({num_modules}), got {len(betas)} values")
-        conv_block = partial(ConvBnAct, eps=eps)
-        probs = survival_probs(num_modules, drop_path_rate, drop_path_schedule)
+        conv_block = partial(ConvBnAct, eps=eps, norm_layer=norm_layer)
+        gates = (drop_path or DropPathSpec()).gates(num_modules, owner=self)
 
         def stage(name: str, first: int, depth: int, kind: str | Sequence[str]) -> nn.Sequential:
             cycle = (kind,) if isinstance(kind, str) else tuple(kind)
             return nn.Sequential(*(
-                PolyInception(cycle[i % len(cycle)], name, betas[first + i], probs[first + i], drop_path_mode,
-                              drop_path_inverted, poly_sharing, eps) for i in range(depth)))
+                PolyInception(cycle[i % len(cycle)], name, betas[first + i], gates[first + i], poly_sharing, eps,
+                              norm_layer) for i in range(depth)))
 
         a, b, c = depths
         self.stem = stem(in_chans, conv_block)
@@ -379,44 +363,17 @@ def _from_pretrainedmodels(state_dict: dict) -> dict:
     return {_rename_pretrainedmodels(k): _reverse_concat(k, v) for k, v in state_dict.items()}
 
 
-def insert_init(shallow: PolyNet, deep: PolyNet) -> PolyNet:
-    """Initialization by insertion: start ``deep`` from a trained ``shallow`` PolyNet.
+def __getattr__(name: str):
+    # Deprecated location, kept for one release: initialization by insertion is a training procedure and
+    # lives in cnnzoo.engine.insertion. Imported by name here so that models/ never imports engine/ itself.
+    if name == "insert_init":
+        import importlib
+        import warnings
 
-    The paper trains Very Deep PolyNet this way, inserting new modules into a trained shallower net. The stem, reductions and head are copied. In each stage, shallow's modules
-    keep their order and are spread over deep's (module i goes to the first
-    free position of its kind at or after i * deep_depth / shallow_depth); each
-    keeps its trained weights and its beta. Every other module of deep is
-    inserted: its paths' final BN gets gamma = beta = 0, so it starts as the
-    identity (its input is a ReLU output already) and ``deep`` computes what
-    ``shallow`` computed, up to float rounding. Returns ``deep``.
-    """
-    for name in ("stem", "reduction_a", "reduction_b", "fc"):
-        getattr(deep, name).load_state_dict(getattr(shallow, name).state_dict())
-    for name in ("stage_a", "stage_b", "stage_c"):
-        src, dst = getattr(shallow, name), getattr(deep, name)
-        if len(src) > len(dst):
-            raise ValueError(f"{name}: the shallow net has {len(src)} modules, more than the deep one's {len(dst)}")
-        placed, j = set(), 0
-        for i, module in enumerate(src):
-            j = max(j, i * len(dst) // len(src))
-            while j < len(dst) and dst[j].kind != module.kind:
-                j += 1
-            if j == len(dst):
-                raise ValueError(f"{name}.{i}: no free {module.kind} module left in the deep net to place it in;"
-                                 " give the deep net at least as many modules of each kind, in the same order")
-            dst[j].load_state_dict(module.state_dict())
-            dst[j].beta = module.beta
-            placed.add(j)
-            j += 1
-        with torch.no_grad():
-            for k, module in enumerate(dst):
-                if k not in placed:
-                    for block in module.blocks:
-                        for final in (block.conv2d if isinstance(block.conv2d, PerOrder) else [block.conv2d]):
-                            for bn in final.bn:
-                                bn.weight.zero_()
-                                bn.bias.zero_()
-    return deep
+        warnings.warn("cnnzoo.models.polynet.insert_init moved to cnnzoo.engine.insertion.insert_init",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("cnnzoo.engine.insertion").insert_init
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @register_model(**VERY_DEEP, params=95_366_600, macs=34.7)
