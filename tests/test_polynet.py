@@ -164,7 +164,7 @@ def test_row_mode_masks_samples_and_computes_everything():
 
 
 def test_path_schedule_over_modules():
-    model = meta("polynet", drop_path_rate=0.5)
+    model = meta("polynet", residual_scale=0.3, drop_path_rate=0.5)
     modules = model.modules_in_order()
     assert len(modules) == 40
     probs = [{g.survival_prob for g in m.drop_paths} for m in modules]
@@ -275,3 +275,101 @@ def test_insert_init_old_import_path_still_works_with_a_warning():
     with pytest.warns(DeprecationWarning, match="cnnzoo.engine.insertion"):
         old = polynet.insert_init
     assert old is insert_init
+
+
+KINDS_OF_RELEASE = {"InceptionResNetA2Way": "2-way", "InceptionResNetB2Way": "2-way", "InceptionResNetC2Way": "2-way",
+                    "InceptionResNetBPoly3": "poly-3", "InceptionResNetCPoly3": "poly-3"}
+
+
+def test_very_deep_layout_is_the_releases():
+    """The order of poly-3 and 2-way within each stage, as the released model has it (see VERY_DEEP_KINDS)."""
+    release = pytest.importorskip("pretrainedmodels.models.polynet")
+    with torch.device("meta"):
+        peer = release.PolyNet()
+    ours = meta("polynet")
+    for stage in ("stage_a", "stage_b", "stage_c"):
+        assert [m.kind for m in getattr(ours, stage)] == [KINDS_OF_RELEASE[type(m).__name__] for m in getattr(peer, stage)]
+        assert [m.beta for m in getattr(ours, stage)] == [m.scale for m in getattr(peer, stage)]
+
+
+def test_residual_scale_paper_or_released():
+    from pathlib import Path
+
+    from cnnzoo.engine.config import load_config
+    from cnnzoo.models.polynet import RELEASED_BETAS
+
+    assert [m.beta for m in meta("polynet").modules_in_order()] == list(RELEASED_BETAS)  # the weights need them
+    assert {m.beta for m in meta("polynet", residual_scale=0.3).modules_in_order()} == {0.3}
+    assert {m.beta for m in meta("polynet_shared").modules_in_order()} == {0.3}  # the paper's text
+    # the recipe trains with the paper's beta, and says so to the model
+    root = Path(__file__).resolve().parents[1]
+    recipe = next(p for p in (root / "configs", root / "src/cnnzoo/configs") if (p / "polynet_imagenet.yaml").exists())
+    cfg = load_config(recipe / "polynet_imagenet.yaml")
+    assert {m.beta for m in meta(cfg.model, **cfg.model_kwargs).modules_in_order()} == {0.3}
+    with pytest.raises(ValueError, match="residual_scale must be 'released' or a number"):
+        meta("polynet", residual_scale="paper")
+
+
+def test_released_scales_are_not_applied_twice_with_stochastic_paths():
+    """The released factors hold the evaluation scaling of stochastic paths: the gates must not add theirs."""
+    with pytest.raises(ValueError, match="would apply twice: add drop_path_inverted=True"):
+        meta("polynet", drop_path_rate=0.3)
+    model = meta("polynet", drop_path_rate=0.3, drop_path_inverted=True)
+    assert all(g.inverted for m in model.modules_in_order() for g in m.drop_paths)
+    # evaluation then adds beta * path once: not beta * p, not beta twice
+    torch.manual_seed(0)
+    beta, p = 0.8, 0.6
+    mod = randomize_batchnorm(PolyInception("2-way", "A", beta=beta, drop_path=StochasticDepth(p, inverted=True))).eval()
+    x = F.relu(torch.randn(1, 384, 5, 5))
+    with torch.no_grad():
+        assert torch.allclose(mod(x), F.relu(x + beta * sum(expected_paths("2-way", mod.blocks, x))), atol=1e-5)
+    # with the paper's beta, the gates' p_l scales at evaluation, once
+    paper = meta("polynet", residual_scale=0.3, drop_path_rate=0.3)
+    assert {m.beta for m in paper.modules_in_order()} == {0.3}
+
+
+def test_insert_init_preserves_the_function_with_stochastic_paths():
+    from cnnzoo.layers import DropPathSpec
+
+    torch.manual_seed(0)
+    kinds = ("2-way", ("poly-3", "2-way"), ("poly-3", "2-way"))
+    paths = DropPathSpec(0.5)
+    shallow = randomize_batchnorm(PolyNet((1, 2, 2), kinds, beta=[0.9, 0.8, 0.7, 0.6, 0.5], poly_sharing="convs",
+                                          drop_rate=0.0, drop_path=paths))
+    deep = randomize_batchnorm(PolyNet((2, 4, 3), kinds, poly_sharing="convs", drop_rate=0.0, drop_path=paths))
+    insert_init(shallow, deep)
+    x = torch.randn(2, 3, 75, 75)
+    # evaluation: every path scaled by its p_l; the moved modules keep shallow's
+    with torch.no_grad():
+        assert (deep.eval()(x) - shallow.eval()(x)).abs().max() <= 1e-5
+    placed = [m for m in deep.modules_in_order() if m.beta != 0.3]
+    inserted = [m for m in deep.modules_in_order() if m.beta == 0.3]
+    assert len(placed) == 5 and len(inserted) == 4
+    assert [[g.survival_prob for g in m.drop_paths] for m in placed] == [
+        [g.survival_prob for g in m.drop_paths] for m in shallow.modules_in_order()]
+    # training: an inserted module adds nothing whatever its gates draw (BN on batch statistics)
+    h = F.relu(torch.randn(4, 1152, 5, 5))
+    for module in inserted[1:3]:  # stage B's: one poly-3, one 2-way
+        module.train()
+        for pattern in ((True,) * 3, (False, True, True), (True, False, False)):
+            for gate, kept in zip(module.drop_paths, pattern):
+                gate.open = lambda kept=kept: kept
+            with torch.no_grad():
+                assert torch.equal(module(h), h)
+    # training: the same random function. With the moved modules' gates drawing as shallow's did, deep's
+    # output is shallow's, whatever the inserted ones draw; their probabilities are shallow's (above).
+    for net in (shallow, deep):
+        net.train()
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()  # batch statistics would differ only by the batch, not by the gates
+    for seed in range(3):
+        seed_gates(shallow, seed)
+        with torch.no_grad():
+            expected = shallow(x)
+        for mine, theirs in zip(placed, shallow.modules_in_order()):
+            for gate, ref in zip(mine.drop_paths, theirs.drop_paths):
+                gate.open = lambda kept=ref._open: kept
+        seed_gates(deep, 100 + seed)
+        with torch.no_grad():
+            assert (deep(x) - expected).abs().max() <= 1e-5

@@ -1,12 +1,14 @@
 """Inception-ResNet-v2: Szegedy, Ioffe, Vanhoucke, Alemi, "Inception-v4, Inception-ResNet and the Impact of
 Residual Connections on Learning", AAAI 2017, arXiv 1602.07261.
 
-Built in the released layout (the TF-slim checkpoint that timm and Keras
-port), which the pretrained weights need. It differs from the paper's
-figures: the stem ends in ``Mixed_5b`` (320 channels) instead of the
+``inception_resnet_v2`` is the released layout (the TF-slim checkpoint that
+timm and Keras port), which the pretrained weights need. It differs from the
+paper's figures: the stem ends in ``Mixed_5b`` (320 channels) instead of the
 Inception-v4 stem of Figure 3, the stages are 10-20-10 blocks instead of the
 figure's 5-10-5, and a 1x1 conv widens the last map to 1536 channels before
-pooling. Every residual block is scaled (Section 3.3: "scaling down the
+pooling. ``inception_resnet_v2_paper`` has the paper's stem and depths. Both
+drop 20% of the pooled features before the classifier (Figure 15: "Dropout
+(keep 0.8)"). Every residual block is scaled (Section 3.3: "scaling down the
 residuals before adding them", factors 0.1 to 0.3; the release uses 0.17,
 0.10, 0.20 in stages A, B, C) and can be dropped with stochastic depth
 (Huang et al. 2016, arXiv 1603.09382), see ``cnnzoo.layers.drop``.
@@ -18,7 +20,7 @@ Names follow timm's (``Block35 / Block17 / Block8``, ``repeat``, ``mixed_6a``,
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +38,10 @@ PAPER = dict(paper="Inception-v4, Inception-ResNet and the Impact of Residual Co
 RELEASED_DEPTHS = (10, 20, 10)
 PAPER_DEPTHS = (5, 10, 5)  # the paper's overall schema, which PolyNet calls "IR 5-10-5"
 RELEASED_SCALES = (0.17, 0.10, 0.20)
+# Channels of stages A, B, C after each stem. The paper's follow from its stem (384) and the reductions: 384,
+# 384 + 384 + 384 = 1152, 1152 + 384 + 288 + 320 = 2144. Its Figures 17 and 19 print 1154 and 2048 for the
+# blocks' final 1x1, which no reduction produces; we take the widths that the reductions give.
+STAGE_WIDTHS = {"released": (320, 1088, 2080), "paper": (384, 1152, 2144)}
 
 ConvBlock = Callable[..., nn.Module]
 
@@ -142,6 +148,31 @@ class Block8(InceptionResidual):
 STAGE_BLOCKS: dict[str, type[InceptionResidual]] = {"A": Block35, "B": Block17, "C": Block8}
 
 
+class Stem(nn.Module):
+    """The paper's stem of Inception-v4 and Inception-ResNet-v2 (Figure 3): 3 -> 384 channels, 299 -> 35.
+
+    Attribute names are those of the PolyNet release, which uses this stem.
+    """
+
+    def __init__(self, in_chans: int = 3, conv_block: ConvBlock = ConvBnAct):
+        super().__init__()
+        self.conv1 = nn.Sequential(conv_block(in_chans, 32, 3, stride=2), conv_block(32, 32, 3),
+                                   conv_block(32, 64, 3, padding=1))
+        self.conv1_pool_branch = nn.MaxPool2d(3, stride=2)
+        self.conv1_branch = conv_block(64, 96, 3, stride=2)
+        self.conv2_short = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 96, 3))
+        self.conv2_long = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 64, (7, 1), padding=(3, 0)),
+                                        conv_block(64, 64, (1, 7), padding=(0, 3)), conv_block(64, 96, 3))
+        self.conv2_pool_branch = nn.MaxPool2d(3, stride=2)
+        self.conv2_branch = conv_block(192, 192, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)  # N x 64 x 147 x 147 at 299
+        x = torch.cat((self.conv1_pool_branch(x), self.conv1_branch(x)), 1)  # N x 160 x 73 x 73
+        x = torch.cat((self.conv2_short(x), self.conv2_long(x)), 1)  # N x 192 x 71 x 71
+        return torch.cat((self.conv2_pool_branch(x), self.conv2_branch(x)), 1)  # N x 384 x 35 x 35
+
+
 def mixed_5b(conv_block: ConvBlock) -> Concat:
     """The end of the released stem: 192 -> 96 + 64 + 96 + 64 = 320 channels at 35 x 35."""
     return Concat(
@@ -154,22 +185,22 @@ def mixed_5b(conv_block: ConvBlock) -> Concat:
     )
 
 
-def mixed_6a(conv_block: ConvBlock) -> Concat:
-    """Reduction-A (Table 1: k=256, l=256, m=384, n=384): 35 -> 17, 320 -> 384 + 384 + 320 = 1088 channels."""
+def mixed_6a(conv_block: ConvBlock, in_chs: int = 320) -> Concat:
+    """Reduction-A (Figure 7, Table 1: k=256, l=256, m=384, n=384): 35 -> 17, C -> 384 + 384 + C channels."""
     return Concat(
-        branch0=conv_block(320, 384, 3, stride=2),
-        branch1=nn.Sequential(conv_block(320, 256, 1), conv_block(256, 256, 3, padding=1),
+        branch0=conv_block(in_chs, 384, 3, stride=2),
+        branch1=nn.Sequential(conv_block(in_chs, 256, 1), conv_block(256, 256, 3, padding=1),
                               conv_block(256, 384, 3, stride=2)),
         branch2=nn.MaxPool2d(3, stride=2),
     )
 
 
-def mixed_7a(conv_block: ConvBlock) -> Concat:
-    """Reduction-B: 17 -> 8, 1088 -> 384 + 288 + 320 + 1088 = 2080 channels."""
+def mixed_7a(conv_block: ConvBlock, in_chs: int = 1088) -> Concat:
+    """Reduction-B (Figure 18): 17 -> 8, C -> 384 + 288 + 320 + C channels."""
     return Concat(
-        branch0=nn.Sequential(conv_block(1088, 256, 1), conv_block(256, 384, 3, stride=2)),
-        branch1=nn.Sequential(conv_block(1088, 256, 1), conv_block(256, 288, 3, stride=2)),
-        branch2=nn.Sequential(conv_block(1088, 256, 1), conv_block(256, 288, 3, padding=1),
+        branch0=nn.Sequential(conv_block(in_chs, 256, 1), conv_block(256, 384, 3, stride=2)),
+        branch1=nn.Sequential(conv_block(in_chs, 256, 1), conv_block(256, 288, 3, stride=2)),
+        branch2=nn.Sequential(conv_block(in_chs, 256, 1), conv_block(256, 288, 3, padding=1),
                               conv_block(288, 320, 3, stride=2)),
         branch3=nn.MaxPool2d(3, stride=2),
     )
@@ -179,12 +210,15 @@ class InceptionResNetV2(ImageClassifier):
     """Inception-ResNet-v2: stem, stages A, B, C of scaled residual Inception blocks, 1x1 to 1536, pool, FC.
 
     Args:
+        stem: ``"released"`` (the TF-slim stem ending in ``mixed_5b``, 320 channels) or ``"paper"``
+            (Figure 3, 384 channels, as in Inception-v4); the stages' widths follow (``STAGE_WIDTHS``).
         depths: blocks in stages A, B, C (``Block35``, ``Block17``, ``Block8``); the release's 10-20-10,
             the paper's figure 5-10-5; PolyNet's ablations start from 3-6-3 and 6-12-6.
         scales: residual scale of the blocks of each stage. The release's last ``Block8`` has no scale
             and no ReLU (TF-slim's ``block8(activation_fn=None)``); it counts in ``depths[2]``.
         drop_path: stochastic depth over all residual blocks (``create_model`` builds it from the
             ``drop_path_*`` keywords); see ``cnnzoo.layers.drop``.
+        drop_rate: dropout before the classifier (Figure 15: keep 0.8, i.e. 0.2 dropped).
         conv_block: conv-BN-ReLU builder (BN eps 1e-3 as in TF-slim).
         norm_layer: ``norm_layer(channels, eps=...)`` instead of BN in every ``conv_block`` (default: BN).
     """
@@ -195,8 +229,10 @@ class InceptionResNetV2(ImageClassifier):
         self,
         depths: tuple[int, int, int] = RELEASED_DEPTHS,
         scales: tuple[float, float, float] = RELEASED_SCALES,
+        stem: Literal["released", "paper"] = "released",
         num_classes: int = 1000,
         in_chans: int = 3,
+        drop_rate: float = 0.2,
         drop_path: DropPathSpec | None = None,
         conv_block: ConvBlock = ConvBnAct,
         norm_layer: Callable[..., nn.Module] | None = None,
@@ -206,42 +242,53 @@ class InceptionResNetV2(ImageClassifier):
             conv_block = partial(conv_block, norm_layer=norm_layer)
         if len(depths) != 3 or min(depths) < 1:
             raise ValueError(f"depths must be three block counts >= 1 (stages A, B, C), got {depths}")
-        self.conv2d_1a = conv_block(in_chans, 32, 3, stride=2)
-        self.conv2d_2a = conv_block(32, 32, 3)
-        self.conv2d_2b = conv_block(32, 64, 3, padding=1)
-        self.maxpool_3a = nn.MaxPool2d(3, stride=2)
-        self.conv2d_3b = conv_block(64, 80, 1)
-        self.conv2d_4a = conv_block(80, 192, 3)
-        self.maxpool_5a = nn.MaxPool2d(3, stride=2)
-        self.mixed_5b = mixed_5b(conv_block)
+        if stem not in STAGE_WIDTHS:
+            raise ValueError(f"unknown stem {stem!r}: use 'released' or 'paper'")
+        width_a, width_b, width_c = STAGE_WIDTHS[stem]
+        self.paper_stem = stem == "paper"
+        if self.paper_stem:
+            self.stem = Stem(in_chans, conv_block)
+        else:  # the release's stem, under its own (timm's) names
+            self.conv2d_1a = conv_block(in_chans, 32, 3, stride=2)
+            self.conv2d_2a = conv_block(32, 32, 3)
+            self.conv2d_2b = conv_block(32, 64, 3, padding=1)
+            self.maxpool_3a = nn.MaxPool2d(3, stride=2)
+            self.conv2d_3b = conv_block(64, 80, 1)
+            self.conv2d_4a = conv_block(80, 192, 3)
+            self.maxpool_5a = nn.MaxPool2d(3, stride=2)
+            self.mixed_5b = mixed_5b(conv_block)
 
         gates = iter((drop_path or DropPathSpec()).gates(sum(depths), owner=self))
 
-        def blocks(block: type[InceptionResidual], n: int, scale: float) -> list[InceptionResidual]:
-            return [block(scale, next(gates), conv_block=conv_block) for _ in range(n)]
+        def blocks(block: type[InceptionResidual], n: int, scale: float, width: int) -> list[InceptionResidual]:
+            return [block(scale, next(gates), conv_block=conv_block, width=width) for _ in range(n)]
 
-        self.repeat = nn.Sequential(*blocks(Block35, depths[0], scales[0]))
-        self.mixed_6a = mixed_6a(conv_block)
-        self.repeat_1 = nn.Sequential(*blocks(Block17, depths[1], scales[1]))
-        self.mixed_7a = mixed_7a(conv_block)
-        self.repeat_2 = nn.Sequential(*blocks(Block8, depths[2] - 1, scales[2]))
-        self.block8 = Block8(1.0, next(gates), no_relu=True, conv_block=conv_block)
+        self.repeat = nn.Sequential(*blocks(Block35, depths[0], scales[0], width_a))
+        self.mixed_6a = mixed_6a(conv_block, width_a)
+        self.repeat_1 = nn.Sequential(*blocks(Block17, depths[1], scales[1], width_b))
+        self.mixed_7a = mixed_7a(conv_block, width_b)
+        self.repeat_2 = nn.Sequential(*blocks(Block8, depths[2] - 1, scales[2], width_c))
+        self.block8 = Block8(1.0, next(gates), no_relu=True, conv_block=conv_block, width=width_c)
         self.num_features = 1536
-        self.conv2d_7b = conv_block(2080, self.num_features, 1)
+        self.conv2d_7b = conv_block(width_c, self.num_features, 1)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(drop_rate)
         self.classif = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x)))  # N x 64 x 147 x 147 at 299
-        x = self.conv2d_4a(self.conv2d_3b(self.maxpool_3a(x)))  # N x 192 x 71 x 71
-        x = self.mixed_5b(self.maxpool_5a(x))  # N x 320 x 35 x 35
-        x = self.mixed_6a(self.repeat(x))  # N x 1088 x 17 x 17
-        x = self.mixed_7a(self.repeat_1(x))  # N x 2080 x 8 x 8
+        if self.paper_stem:
+            x = self.stem(x)  # N x 384 x 35 x 35 at 299
+        else:
+            x = self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x)))  # N x 64 x 147 x 147 at 299
+            x = self.conv2d_4a(self.conv2d_3b(self.maxpool_3a(x)))  # N x 192 x 71 x 71
+            x = self.mixed_5b(self.maxpool_5a(x))  # N x 320 x 35 x 35
+        x = self.mixed_6a(self.repeat(x))  # N x 1088 x 17 x 17 (paper stem: 1152)
+        x = self.mixed_7a(self.repeat_1(x))  # N x 2080 x 8 x 8 (paper stem: 2144)
         x = self.block8(self.repeat_2(x))
         return self.conv2d_7b(x)  # N x 1536 x 8 x 8
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.global_pool(x).flatten(1)
+        x = self.dropout(self.global_pool(x).flatten(1))  # N x 1536
         return x if pre_logits else self.classif(x)
 
 
@@ -255,8 +302,13 @@ def inception_resnet_v2(**kwargs) -> InceptionResNetV2:
     return InceptionResNetV2(RELEASED_DEPTHS, **kwargs)
 
 
-# architectures.md gives "about 33.8M" for the figure's depths, not an exact count, so none is claimed.
+# The paper gives no parameter count for its figures' network, so none is claimed.
 @register_model(**PAPER)
 def inception_resnet_v2_paper(**kwargs) -> InceptionResNetV2:
-    """The released blocks at the depths of the paper's schema (5 x A, 10 x B, 5 x C)."""
-    return InceptionResNetV2(PAPER_DEPTHS, **kwargs)
+    """The paper's schema (Figure 15): its stem (Figure 3), 5 x A, 10 x B, 5 x C at the widths that stem gives.
+
+    Kept from the release, as the paper's figures leave them open or contradict each other: the residual
+    scales (0.17, 0.10, 0.20), the biased final 1x1 of each block, the unscaled last Block8 and the 1x1 conv
+    to 1536 channels before pooling.
+    """
+    return InceptionResNetV2(PAPER_DEPTHS, stem="paper", **kwargs)

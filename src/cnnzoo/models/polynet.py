@@ -46,7 +46,7 @@ from ..layers import Concat, ConvBnAct, DropPathSpec, StochasticDepth
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
-from .inception_resnet import STAGE_BLOCKS, InceptionResidual
+from .inception_resnet import STAGE_BLOCKS, InceptionResidual, Stem
 
 PAPER = dict(paper="PolyNet: A Pursuit of Structural Diversity in Very Deep Networks", arxiv="1611.05725")
 VERY_DEEP = dict(PAPER, input_size=331, top1_err=18.71, top5_err=4.25, eval_note="single crop, ImageNet val")
@@ -76,11 +76,23 @@ KINDS = {
 STAGE_WIDTHS = {"A": 384, "B": 1152, "C": 2048}
 
 # Very Deep PolyNet: stage A 10 x 2-way, B 10 x (poly-3, 2-way), C 5 x (poly-3, 2-way).
+# Evidence for the order within each stage:
+# - the paper's text (arXiv 1611.05725, the Very Deep PolyNet section) gives the counts and says the stages
+#   are mixed: stage A 10 2-way modules; stage B 10 poly-3 and 10 2-way; stage C 5 poly-3 and 5 2-way. It
+#   names no mpoly-3 there (mpoly-3 appears in the ablations and in the 6-12-6 mixed stage B only, see
+#   MIXED_B), and its text does not fix which kind comes first.
+# - the released model (the Caffe release as ported in pretrainedmodels/models/polynet.py, whose weights
+#   import here) fixes the order: stage_a is InceptionResNetA2Way x 10; stage_b alternates
+#   InceptionResNetBPoly3, InceptionResNetB2Way, ... starting with poly-3 (20 modules); stage_c alternates
+#   InceptionResNetCPoly3, InceptionResNetC2Way starting with poly-3 (10 modules).
+#   tests/test_polynet.py::test_very_deep_layout_is_the_releases checks this against the installed package.
 VERY_DEEP_DEPTHS = (10, 20, 10)
 VERY_DEEP_KINDS = ("2-way", ("poly-3", "2-way"), ("poly-3", "2-way"))
-# The release multiplies the paths of its 40 modules by factors falling linearly from 1 to 0.7 (printed to
-# 6 decimals), not by a constant beta: the shape of a linear survival schedule with p_L = 0.7 applied at
-# evaluation. The release does not say; we keep its numbers, which its weights need.
+# The paper scales every path by beta = 0.3 (its training setup); the release multiplies the paths of its 40 modules by
+# factors falling linearly from 1 to 0.7 (printed to 6 decimals) instead: the shape of a linear survival
+# schedule with p_L = 0.7 applied at evaluation, i.e. stochastic paths' eval-time scaling already folded in.
+# The release does not say; its weights need its numbers. ``residual_scale`` chooses (see ``polynet``).
+PAPER_BETA = 0.3
 RELEASED_BETAS = tuple(round(1 - 0.3 * i / 39, 6) for i in range(40))
 
 PolySharing = Literal["full", "bn", "convs"]
@@ -123,8 +135,16 @@ def inception_block(stage: str, orders: int = 1, sharing: PolySharing = "full", 
     (eps 1e-5), and a linear 1x1 conv + BN back to the width. Only ``transform``
     (F itself) is used: the PolyInception module adds, scales and gates the paths.
     ``orders`` > 1 builds the F of a poly-N module that serves every order:
-    ``sharing="full"`` one F; ``"bn"`` shared convs with one BN set per order;
-    ``"convs"`` (the release) also one final 1x1 conv + BN per order.
+    ``sharing="full"`` one F, BNs included (the paper's text: "F shared");
+    ``"bn"`` shared convs with one BN set per order; ``"convs"`` also one final
+    1x1 conv + BN per order. The paper's Very Deep PolyNet figures (18.71 /
+    4.25 %) are those of the released model, which is ``"convs"``: its
+    ``PolyConv2d`` keeps a BN per order (``bn_blocks``) and its
+    ``conv2d_blocks`` a final 1x1 per order. The paper does not say how its
+    ablation networks share BN; a Caffe net shares convolution weights by name
+    but keeps each BN layer's own statistics, so per-order BN ("bn" or
+    "convs") is the likely one. The registered ablations use "full" (the
+    text's reading); pass ``poly_sharing="bn"`` for per-order BN.
     """
     if sharing not in ("full", "bn", "convs"):
         raise ValueError(f"unknown poly_sharing {sharing!r}: use 'full', 'bn' or 'convs'")
@@ -194,28 +214,6 @@ class PolyInception(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, beta={self.beta}"
-
-
-class Stem(nn.Module):
-    """Inception-v4's stem (arXiv 1602.07261, Figure 3), the release's names: 3 -> 384 channels, 299 -> 35."""
-
-    def __init__(self, in_chans: int = 3, conv_block: Callable[..., nn.Module] = ConvBnAct):
-        super().__init__()
-        self.conv1 = nn.Sequential(conv_block(in_chans, 32, 3, stride=2), conv_block(32, 32, 3),
-                                   conv_block(32, 64, 3, padding=1))
-        self.conv1_pool_branch = nn.MaxPool2d(3, stride=2)
-        self.conv1_branch = conv_block(64, 96, 3, stride=2)
-        self.conv2_short = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 96, 3))
-        self.conv2_long = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 64, (7, 1), padding=(3, 0)),
-                                        conv_block(64, 64, (1, 7), padding=(0, 3)), conv_block(64, 96, 3))
-        self.conv2_pool_branch = nn.MaxPool2d(3, stride=2)
-        self.conv2_branch = conv_block(192, 192, 3, stride=2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv1(x)  # N x 64 x 147 x 147 at 299
-        x = torch.cat((self.conv1_pool_branch(x), self.conv1_branch(x)), 1)  # N x 160 x 73 x 73
-        x = torch.cat((self.conv2_short(x), self.conv2_long(x)), 1)  # N x 192 x 71 x 71
-        return torch.cat((self.conv2_pool_branch(x), self.conv2_branch(x)), 1)  # N x 384 x 35 x 35
 
 
 def reduction_a(conv_block: Callable[..., nn.Module]) -> Concat:
@@ -376,16 +374,40 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def very_deep_betas(residual_scale: float | str, drop_path: DropPathSpec | None) -> float | tuple[float, ...]:
+    """The paths' scale for Very Deep PolyNet: ``"released"`` (1.0 falling to 0.7) or one number (the paper: 0.3).
+
+    The released factors already hold the evaluation-time scaling of stochastic paths, so with stochastic
+    paths on, the gates must not scale a second time at evaluation: that needs ``drop_path_inverted=True``
+    (the gates scale by 1/p_l in training instead, and evaluation uses the released factors alone).
+    """
+    if residual_scale == "released":
+        if drop_path is not None and drop_path.rate > 0 and not drop_path.inverted:
+            raise ValueError("the released residual scales (1.0 falling to 0.7) already include stochastic paths'"
+                             " evaluation scaling, which drop_path_rate would apply twice: add"
+                             f" drop_path_inverted=True, or use residual_scale={PAPER_BETA} (the paper's beta)")
+        return RELEASED_BETAS
+    if isinstance(residual_scale, (int, float)) and not isinstance(residual_scale, bool) and 0 < residual_scale <= 1:
+        return float(residual_scale)
+    raise ValueError(f"residual_scale must be 'released' or a number in (0, 1], got {residual_scale!r}")
+
+
 @register_model(**VERY_DEEP, params=95_366_600, macs=34.7)
-def polynet(**kwargs) -> PolyNet:
-    """Very Deep PolyNet in the released layout (Cadene's pretrainedmodels port of the Caffe release)."""
-    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, RELEASED_BETAS, poly_sharing="convs", **kwargs)
+def polynet(residual_scale: float | str = "released", **kwargs) -> PolyNet:
+    """Very Deep PolyNet in the released layout (Cadene's pretrainedmodels port of the Caffe release).
+
+    ``residual_scale``: ``"released"`` (the default, which the released weights need) or the paper's 0.3
+    (``configs/polynet_imagenet.yaml`` trains with it).
+    """
+    betas = very_deep_betas(residual_scale, kwargs.get("drop_path"))
+    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, betas, poly_sharing="convs", **kwargs)
 
 
 @register_model(**VERY_DEEP, params=77_213_000)
-def polynet_shared(**kwargs) -> PolyNet:
-    """Very Deep PolyNet with F fully shared by the orders of each poly-3 module, as the paper's text says."""
-    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, RELEASED_BETAS, poly_sharing="full", **kwargs)
+def polynet_shared(residual_scale: float | str = PAPER_BETA, **kwargs) -> PolyNet:
+    """Very Deep PolyNet as the paper's text has it: F fully shared by the orders of each poly-3, beta = 0.3."""
+    betas = very_deep_betas(residual_scale, kwargs.get("drop_path"))
+    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, betas, poly_sharing="full", **kwargs)
 
 
 # The ablation networks (Section 3.2), registered as polynet_<depths>[_<stage>_<kind>]: the depths without
