@@ -81,7 +81,7 @@ def test_same_seed_same_gates_across_replicas():
     assert draws(123) != draws(124)
 
 
-def test_the_model_owns_its_gate_stream_and_each_call_is_a_new_pass():
+def test_the_model_owns_its_gate_stream_and_each_call_draws_new_gates():
     model = cnnzoo.create_model("resnet20", drop_path_rate=0.5).train()
     blocks = [b for stage in (model.layer1, model.layer2, model.layer3) for b in stage]
     streams = {id(b.drop_path.stream) for b in blocks}
@@ -98,14 +98,12 @@ def test_the_model_owns_its_gate_stream_and_each_call_is_a_new_pass():
             model(x)
             passes.append([b.drop_path._open for b in blocks])
     assert len({tuple(p) for p in passes}) > 1  # every call draws new gates
-    # the global generator is untouched by the gates, and they by it
-    torch.manual_seed(0)
-    before = torch.get_rng_state()
+    # the gates come from the model's stream, whatever state torch's global generator is in
+    torch.manual_seed(1234)
     seed_gates(model, 5)
     with torch.no_grad():
         model(x)
     assert [b.drop_path._open for b in blocks] == passes[0]
-    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_gate_state_restores_the_stream():
@@ -160,7 +158,7 @@ def test_gradient_checkpointing_recomputes_with_the_same_gates(use_reentrant):
 
     def run(checkpointed):
         model.zero_grad()
-        seed_gates(model, 7)  # the blocks are called one by one, not the model: reseeding starts the pass
+        seed_gates(model, 7)
         out = model.maxpool(model.relu(model.bn1(model.conv1(x))))
         for stage in (model.layer1, model.layer2, model.layer3):
             for block in stage:
@@ -177,8 +175,8 @@ def test_gradient_checkpointing_recomputes_with_the_same_gates(use_reentrant):
 
 
 @pytest.mark.parametrize("use_reentrant", [False, True])
-def test_checkpointed_blocks_inside_a_model_call_keep_the_pass_gates(use_reentrant):
-    """Checkpointing inside the model's own forward: the recomputation in backward belongs to the same pass."""
+def test_checkpointed_blocks_inside_a_model_call_keep_their_gates(use_reentrant):
+    """Checkpointing inside the model's own forward: the recomputation in backward sees the forward's gates."""
     from torch.utils.checkpoint import checkpoint
 
     torch.manual_seed(0)
@@ -196,6 +194,29 @@ def test_checkpointed_blocks_inside_a_model_call_keep_the_pass_gates(use_reentra
         for block in stage:
             block.forward = lambda t, f=block.forward: checkpoint(f, t, use_reentrant=use_reentrant)
     checkpointed = grads(3)
+    assert any(g is None for g in plain)
+    for a, b in zip(plain, checkpointed):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_checkpointing_the_whole_model_keeps_its_gates(use_reentrant):
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.5, drop_path_schedule="uniform").train()
+    x = torch.randn(4, 3, 32, 32, requires_grad=True)
+
+    def grads(checkpointed):
+        model.zero_grad()
+        seed_gates(model, 9)
+        out = checkpoint(model, x, use_reentrant=use_reentrant) if checkpointed else model(x)
+        out.sum().backward()
+        return [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+
+    plain, checkpointed = grads(False), grads(True)
     assert any(g is None for g in plain)
     for a, b in zip(plain, checkpointed):
         assert (a is None) == (b is None)

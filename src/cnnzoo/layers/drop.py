@@ -28,17 +28,17 @@ the ``drop_path_rate / _mode / _schedule / _inverted`` keywords (timm's
 The gates of a model draw from one random stream that the model owns
 (``GateStream``: a seeded ``torch.Generator``, not torch's global one, so data
 augmentation does not shift the gates, and not a buffer either: the model's
-state_dict stays its weights). Each call of the model is one pass: a gate is
-drawn at most once per pass, when first asked. The training loop reseeds the
-stream each step (``seed_gates(model, seed)``): under DDP every rank then drops
-the same blocks and the gradients agree; ``gate_state`` / ``load_gate_state``
-save and restore it with a checkpoint.
+state_dict stays its weights). The training loop reseeds it each step
+(``seed_gates(model, seed)``): under DDP every rank then drops the same blocks
+and the gradients agree; ``gate_state`` / ``load_gate_state`` save and restore
+it with a checkpoint. A gate built alone (as in the tests) has its own stream.
 
-Gradient checkpointing (``torch.utils.checkpoint``, reentrant or not) works:
-its recomputation of a block happens within the same pass, so the block sees
-the gate it drew in the forward pass. Code that calls a model's parts directly
-(not the model) starts a pass with ``seed_gates`` or ``GateStream.new_pass``.
-A gate with no owning model (built alone, as in the tests) draws on every call.
+Gradient checkpointing (``torch.utils.checkpoint``, reentrant or not, of a
+block, a stage or the whole model) works: the recomputation in backward gets
+the gates of the forward pass (``StochasticDepth.gate`` says how). Each gate
+ask draws one number from torch's global RNG to tell a recomputation from a
+new call; that number shifts other users of the global RNG, which the
+training checkpoint saves too, so resume stays exact.
 
 Under ``torch.compile`` the Python branch on the gate is data-dependent, so
 a compiled block graph-breaks at the gate (in "batch" mode only); the compiled
@@ -73,45 +73,37 @@ def survival_probs(num_blocks: int, drop_rate: float, schedule: Schedule = "line
 
 
 class GateStream:
-    """The random stream one model's gates draw from, and the passes (model calls) that delimit their draws.
+    """The seeded random stream one model's gates draw from. Not a module, no tensor attribute: never in a state_dict.
 
-    ``pass_id`` is None for a stream no model drives (a gate built alone): then
-    every ask draws. Not a module and holds no tensor attribute: it never
-    enters a state_dict.
+    ``epoch`` counts reseeds and restores: a gate drawn before one is drawn again after it.
     """
 
-    def __init__(self, seed: int = 0, driven: bool = False):
+    def __init__(self, seed: int = 0):
         self.generator = torch.Generator()
         self.generator.manual_seed(seed)
-        self.pass_id: int | None = 0 if driven else None
+        self.epoch = 0
 
     @classmethod
     def of(cls, owner: nn.Module) -> GateStream:
-        """``owner``'s stream, created on first use: every call of ``owner`` starts a new pass."""
+        """``owner``'s stream (its ``gate_stream`` attribute), created on first use."""
         stream = owner.__dict__.get("gate_stream")
         if stream is None:
-            stream = owner.__dict__["gate_stream"] = cls(driven=True)
-            owner.register_forward_pre_hook(stream.new_pass)
+            stream = owner.__dict__["gate_stream"] = cls()
         return stream
-
-    def new_pass(self, *_) -> None:
-        """Start a pass: every gate draws afresh when next asked (a forward pre-hook of the owning model)."""
-        if self.pass_id is not None:
-            self.pass_id += 1
 
     def draw(self) -> float:
         return torch.rand((), generator=self.generator).item()
 
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
-        self.new_pass()
+        self.epoch += 1
 
     def state(self) -> Tensor:
         return self.generator.get_state()
 
     def set_state(self, state: Tensor) -> None:
         self.generator.set_state(state)
-        self.new_pass()
+        self.epoch += 1
 
 
 @dataclass(frozen=True)
@@ -130,7 +122,7 @@ class DropPathSpec:
 
     def gates(self, num_blocks: int, owner: nn.Module | None = None) -> list[StochasticDepth]:
         """One gate per block, p_l by the schedule, all drawing from ``owner``'s stream (``GateStream.of``)."""
-        stream = GateStream.of(owner) if owner is not None and self.rate > 0 else None
+        stream = GateStream.of(owner) if owner is not None and self.rate > 0 else None  # no gates: no stream
         return [StochasticDepth(p, self.mode, self.inverted, stream)
                 for p in survival_probs(num_blocks, self.rate, self.schedule)]
 
@@ -160,7 +152,7 @@ def gate_streams(model: nn.Module) -> list[GateStream]:
 
 
 def seed_gates(model: nn.Module, seed: int | None = None) -> None:
-    """Reseed the gate stream(s) of ``model`` and start a pass (the training loop: once per step, for DDP and resume)."""
+    """Reseed the gate stream(s) of ``model`` (the training loop: once per step, for DDP and exact resume)."""
     if seed is None or not isinstance(model, nn.Module):
         raise TypeError("seed_gates takes the model whose gates to reseed: seed_gates(model, seed)")
     for i, stream in enumerate(gate_streams(model)):
@@ -191,8 +183,8 @@ class StochasticDepth(nn.Module):
         self.survival_prob = survival_prob
         self.mode = mode
         self.inverted = inverted
-        self.stream = stream  # None: built alone; its own undriven stream is made when first needed
-        self._pass: int | None = None  # the pass whose gate ``_open`` holds
+        self.stream = stream  # None: built alone; it makes its own stream when first needed
+        self._call: tuple[int, int] | None = None  # the call whose gate ``_open`` holds (see ``gate``)
 
     def own_stream(self) -> GateStream:
         if self.stream is None:
@@ -206,16 +198,20 @@ class StochasticDepth(nn.Module):
         return StochasticDepth(self.survival_prob, self.mode, self.inverted, self.stream)
 
     def gate(self) -> bool:
-        """This block's gate in the current pass ("batch" mode): True means compute the branch.
+        """This block's gate for this call ("batch" mode): True means compute the branch.
 
-        Drawn once per pass: gradient checkpointing's recomputation of the block
-        (inside backward, same pass) gets the gate of the forward pass, so both see
-        the same network.
+        Each call draws from the model's stream, except the recomputation of a call
+        by gradient checkpointing, which gets the gate of the call it recomputes:
+        ``torch.utils.checkpoint`` restores torch's global RNG state before it
+        recomputes (``preserve_rng_state``, the default), so a number drawn from the
+        global RNG here identifies the call. Only that tag comes from the global RNG;
+        the gate itself comes from the stream.
         """
         stream = self.own_stream()
-        if stream.pass_id is None or self._pass != stream.pass_id:
+        call = (stream.epoch, int(torch.randint(1 << 62, ()).item()))
+        if call != self._call:
             self._open = stream.draw() < self.survival_prob
-            self._pass = stream.pass_id
+            self._call = call
         return self._open
 
     def open(self) -> bool:
