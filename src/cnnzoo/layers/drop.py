@@ -54,14 +54,16 @@ import torch
 from torch import Tensor, nn
 
 Mode = Literal["batch", "row"]
-Schedule = Literal["linear", "uniform"]
+Schedule = Literal["linear", "uniform", "linear0"]
 
 
 def survival_probs(num_blocks: int, drop_rate: float, schedule: Schedule = "linear") -> list[float]:
     """p_l for blocks l = 1..L; ``drop_rate`` is 1 - p_L.
 
     linear: p_l = 1 - (l / L) * (1 - p_L), the paper's decay (first block kept
-    most often, last block with p_L); uniform: p_l = p_L for every block.
+    most often, last block with p_L); uniform: p_l = p_L for every block;
+    linear0: p_l = 1 - ((l - 1) / L) * (1 - p_L), the same line started one block
+    earlier, so the first block is never dropped (EfficientNet's reference code).
     """
     if not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_rate}")
@@ -69,7 +71,9 @@ def survival_probs(num_blocks: int, drop_rate: float, schedule: Schedule = "line
         return [1.0 - (l / num_blocks) * drop_rate for l in range(1, num_blocks + 1)]
     if schedule == "uniform":
         return [1.0 - drop_rate] * num_blocks
-    raise ValueError(f"unknown drop_path_schedule {schedule!r}: use 'linear' or 'uniform'")
+    if schedule == "linear0":
+        return [1.0 - (l / num_blocks) * drop_rate for l in range(num_blocks)]
+    raise ValueError(f"unknown drop_path_schedule {schedule!r}: use 'linear', 'uniform' or 'linear0'")
 
 
 class GateStream:
@@ -110,21 +114,29 @@ class GateStream:
 class DropPathSpec:
     """Stochastic depth over a network's residual blocks (or paths): the one argument every residual family takes."""
 
+    # The other fields left None take the family's convention (``gates``' keywords): "batch", "linear", not
+    # inverted for the residual families (Huang et al.); "row", "linear0", inverted for EfficientNet's drop connect.
     rate: float = 0.0  # 1 - p_L, the drop probability of the last block; 0 = off
-    mode: Mode = "batch"  # "batch": one gate per block per pass, a closed one skips the block; "row": per sample
-    schedule: Schedule = "linear"  # p_l over the blocks: "linear" (the paper's decay) or "uniform" (p_L everywhere)
-    inverted: bool = False  # scale open branches by 1/p_l in training instead of by p_l at evaluation
+    mode: Mode | None = None  # "batch": one gate per block per call, a closed one skips the block; "row": per sample
+    schedule: Schedule | None = None  # p_l over the blocks: "linear" (the paper's decay), "uniform", "linear0"
+    inverted: bool | None = None  # scale open branches by 1/p_l in training instead of by p_l at evaluation
 
     def __post_init__(self):
-        if self.mode not in ("batch", "row"):
+        if self.mode is not None and self.mode not in ("batch", "row"):
             raise ValueError(f"unknown drop_path_mode {self.mode!r}: use 'batch' or 'row'")
-        survival_probs(1, self.rate, self.schedule)  # checks the rate and the schedule
+        survival_probs(1, self.rate, self.schedule or "linear")  # checks the rate and the schedule
 
-    def gates(self, num_blocks: int, owner: nn.Module | None = None) -> list[StochasticDepth]:
-        """One gate per block, p_l by the schedule, all drawing from ``owner``'s stream (``GateStream.of``)."""
+    def gates(self, num_blocks: int, owner: nn.Module | None = None, *, mode: Mode = "batch",
+              schedule: Schedule = "linear", inverted: bool = False) -> list[StochasticDepth]:
+        """One gate per block, p_l by the schedule, all drawing from ``owner``'s stream (``GateStream.of``).
+
+        ``mode``, ``schedule``, ``inverted``: the family's convention, for the fields the spec leaves None.
+        """
+        mode = self.mode or mode
+        inverted = inverted if self.inverted is None else self.inverted
         stream = GateStream.of(owner) if owner is not None and self.rate > 0 else None  # no gates: no stream
-        return [StochasticDepth(p, self.mode, self.inverted, stream)
-                for p in survival_probs(num_blocks, self.rate, self.schedule)]
+        return [StochasticDepth(p, mode, inverted, stream)
+                for p in survival_probs(num_blocks, self.rate, self.schedule or schedule)]
 
 
 _KEYWORDS = {"drop_path_rate": "rate", "drop_path_mode": "mode", "drop_path_schedule": "schedule",
