@@ -88,14 +88,14 @@ def test_dropout_keep_08_before_the_classifier():
 
 def test_paper_variant_has_the_papers_stem():
     """Figure 3's stem (Inception-v4's): 384 channels at 35 x 35, the stages widen from there."""
-    from cnnzoo.models.inception_resnet import Stem
+    from cnnzoo.models.inception_v4 import Stem
 
     with torch.device("meta"):
         paper = cnnzoo.create_model("inception_resnet_v2_paper")
         released = cnnzoo.create_model("inception_resnet_v2")
     assert isinstance(paper.stem, Stem) and not hasattr(paper, "mixed_5b")
     assert not hasattr(released, "stem") and hasattr(released, "mixed_5b")
-    assert paper.stem.conv2_branch.conv.out_channels + 192 == 384  # the last concat: 192 conv + 192 pooled
+    assert paper.stem.mixed_5a.conv.conv.out_channels + 192 == 384  # the last concat: 192 conv + 192 pooled
     assert [type(paper.repeat[0]).__name__, paper.repeat[0].conv2d.out_channels] == ["Block35", 384]
     assert paper.repeat_1[0].conv2d.out_channels == 1152 and paper.block8.conv2d.out_channels == 2144
     x = torch.randn(1, 3, 299, 299)

@@ -29,6 +29,7 @@ from ..layers import Concat, ConvBnAct, DropPathSpec, StochasticDepth
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
+from .inception_v4 import Stem
 
 PAPER = dict(paper="Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning",
              arxiv="1602.07261", input_size=299, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
@@ -148,31 +149,6 @@ class Block8(InceptionResidual):
 STAGE_BLOCKS: dict[str, type[InceptionResidual]] = {"A": Block35, "B": Block17, "C": Block8}
 
 
-class Stem(nn.Module):
-    """The paper's stem of Inception-v4 and Inception-ResNet-v2 (Figure 3): 3 -> 384 channels, 299 -> 35.
-
-    Attribute names are those of the PolyNet release, which uses this stem.
-    """
-
-    def __init__(self, in_chans: int = 3, conv_block: ConvBlock = ConvBnAct):
-        super().__init__()
-        self.conv1 = nn.Sequential(conv_block(in_chans, 32, 3, stride=2), conv_block(32, 32, 3),
-                                   conv_block(32, 64, 3, padding=1))
-        self.conv1_pool_branch = nn.MaxPool2d(3, stride=2)
-        self.conv1_branch = conv_block(64, 96, 3, stride=2)
-        self.conv2_short = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 96, 3))
-        self.conv2_long = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 64, (7, 1), padding=(3, 0)),
-                                        conv_block(64, 64, (1, 7), padding=(0, 3)), conv_block(64, 96, 3))
-        self.conv2_pool_branch = nn.MaxPool2d(3, stride=2)
-        self.conv2_branch = conv_block(192, 192, 3, stride=2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv1(x)  # N x 64 x 147 x 147 at 299
-        x = torch.cat((self.conv1_pool_branch(x), self.conv1_branch(x)), 1)  # N x 160 x 73 x 73
-        x = torch.cat((self.conv2_short(x), self.conv2_long(x)), 1)  # N x 192 x 71 x 71
-        return torch.cat((self.conv2_pool_branch(x), self.conv2_branch(x)), 1)  # N x 384 x 35 x 35
-
-
 def mixed_5b(conv_block: ConvBlock) -> Concat:
     """The end of the released stem: 192 -> 96 + 64 + 96 + 64 = 320 channels at 35 x 35."""
     return Concat(
@@ -211,7 +187,8 @@ class InceptionResNetV2(ImageClassifier):
 
     Args:
         stem: ``"released"`` (the TF-slim stem ending in ``mixed_5b``, 320 channels) or ``"paper"``
-            (Figure 3, 384 channels, as in Inception-v4); the stages' widths follow (``STAGE_WIDTHS``).
+            (Figure 3, 384 channels: Inception-v4's ``Stem``, the same paper's); the stages' widths follow
+            (``STAGE_WIDTHS``).
         depths: blocks in stages A, B, C (``Block35``, ``Block17``, ``Block8``); the release's 10-20-10,
             the paper's figure 5-10-5; PolyNet's ablations start from 3-6-3 and 6-12-6.
         scales: residual scale of the blocks of each stage. The release's last ``Block8`` has no scale

@@ -46,7 +46,7 @@ from ..layers import Concat, ConvBnAct, DropPathSpec, StochasticDepth
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
-from .inception_resnet import STAGE_BLOCKS, InceptionResidual, Stem
+from .inception_resnet import STAGE_BLOCKS, InceptionResidual
 
 PAPER = dict(paper="PolyNet: A Pursuit of Structural Diversity in Very Deep Networks", arxiv="1611.05725")
 VERY_DEEP = dict(PAPER, input_size=331, top1_err=18.71, top5_err=4.25, eval_note="single crop, ImageNet val")
@@ -214,6 +214,34 @@ class PolyInception(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, beta={self.beta}"
+
+
+class Stem(nn.Module):
+    """Inception-v4's stem (arXiv 1602.07261, Figure 3) as the release builds it: 3 -> 384 channels, 299 -> 35.
+
+    The same layers as ``cnnzoo.models.inception_v4.Stem``, but the release's
+    names, and its last concatenation puts the pooled half first (Inception-v4's
+    puts the conv first): every layer reading the 384 channels has its weights
+    in that order, so the release's weights need this stem.
+    """
+
+    def __init__(self, in_chans: int = 3, conv_block: Callable[..., nn.Module] = ConvBnAct):
+        super().__init__()
+        self.conv1 = nn.Sequential(conv_block(in_chans, 32, 3, stride=2), conv_block(32, 32, 3),
+                                   conv_block(32, 64, 3, padding=1))
+        self.conv1_pool_branch = nn.MaxPool2d(3, stride=2)
+        self.conv1_branch = conv_block(64, 96, 3, stride=2)
+        self.conv2_short = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 96, 3))
+        self.conv2_long = nn.Sequential(conv_block(160, 64, 1), conv_block(64, 64, (7, 1), padding=(3, 0)),
+                                        conv_block(64, 64, (1, 7), padding=(0, 3)), conv_block(64, 96, 3))
+        self.conv2_pool_branch = nn.MaxPool2d(3, stride=2)
+        self.conv2_branch = conv_block(192, 192, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)  # N x 64 x 147 x 147 at 299
+        x = torch.cat((self.conv1_pool_branch(x), self.conv1_branch(x)), 1)  # N x 160 x 73 x 73
+        x = torch.cat((self.conv2_short(x), self.conv2_long(x)), 1)  # N x 192 x 71 x 71
+        return torch.cat((self.conv2_pool_branch(x), self.conv2_branch(x)), 1)  # N x 384 x 35 x 35
 
 
 def reduction_a(conv_block: Callable[..., nn.Module]) -> Concat:

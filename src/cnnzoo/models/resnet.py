@@ -58,9 +58,12 @@ class BasicBlock(ResidualBlock):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False,
-                 norm_layer: NormLayer = nn.BatchNorm2d):
+                 drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False, groups: int = 1,
+                 base_width: int = 64, norm_layer: NormLayer = nn.BatchNorm2d):
         super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError(f"BasicBlock has no groups (got groups={groups}, base_width={base_width}); "
+                             "grouped (ResNeXt) blocks are bottlenecks: use Bottleneck")
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -80,19 +83,25 @@ class Bottleneck(ResidualBlock):
     The released layout (torchvision, "ResNet v1.5") strides the 3x3 conv; the
     paper strides the first 1x1, which gives its Table 1 FLOPs (3.8 G for
     ResNet-50 instead of 4.1 G): ``stride_in_1x1=True``.
+
+    ``groups`` and ``base_width`` make it ResNeXt's block (arXiv 1611.05431,
+    Fig. 3c): the 3x3 is a grouped convolution of ``groups`` (the cardinality
+    C) groups of ``planes * base_width / 64`` channels each (the bottleneck
+    width d); see ``cnnzoo.models.resnext``. The defaults are ResNet's.
     """
 
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False,
-                 norm_layer: NormLayer = nn.BatchNorm2d):
+                 drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False, groups: int = 1,
+                 base_width: int = 64, norm_layer: NormLayer = nn.BatchNorm2d):
         super().__init__()
-        self.conv1 = conv1x1(inplanes, planes, stride if stride_in_1x1 else 1)
-        self.bn1 = norm_layer(planes)
-        self.conv2 = conv3x3(planes, planes, 1 if stride_in_1x1 else stride)
-        self.bn2 = norm_layer(planes)
-        self.conv3 = conv1x1(planes, planes * self.expansion)
+        width = planes * base_width // 64 * groups
+        self.conv1 = conv1x1(inplanes, width, stride if stride_in_1x1 else 1)
+        self.bn1 = norm_layer(width)
+        self.conv2 = conv3x3(width, width, 1 if stride_in_1x1 else stride, groups)
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -114,6 +123,7 @@ class ResNet(ImageClassifier):
         stem: ``"imagenet"`` (7x7/2 conv, 3x3/2 max-pool) or ``"cifar"`` (3x3 conv, no pool).
         shortcut: ``"B"`` (1x1 projection where the shape changes) or ``"A"`` (zero-padded identity).
         stride_in_1x1: stride the bottleneck's first 1x1 (the paper) instead of its 3x3 (released weights).
+        groups, base_width: ResNeXt's cardinality and bottleneck width of each ``Bottleneck`` (1 and 64: ResNet).
         norm_layer: builds every normalisation layer from its channel count (``nn.BatchNorm2d``).
         drop_path: stochastic depth over every residual block (``create_model`` builds it from the
             ``drop_path_*`` keywords); see ``cnnzoo.layers.drop``.
@@ -131,6 +141,8 @@ class ResNet(ImageClassifier):
         in_chans: int = 3,
         drop_path: DropPathSpec | None = None,
         norm_layer: NormLayer = nn.BatchNorm2d,
+        groups: int = 1,
+        base_width: int = 64,
     ):
         super().__init__()
         self.inplanes = widths[0]
@@ -154,7 +166,8 @@ class ResNet(ImageClassifier):
                 if s != 1 or self.inplanes != out:
                     downsample = ZeroPadShortcut(out, s) if shortcut == "A" else nn.Sequential(
                         conv1x1(self.inplanes, out, s), norm_layer(out))
-                stage.append(block(self.inplanes, planes, s, downsample, next(gates), stride_in_1x1, norm_layer))
+                stage.append(block(self.inplanes, planes, s, downsample, next(gates), stride_in_1x1, groups,
+                                   base_width, norm_layer))
                 self.inplanes = out
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
         self.num_stages = len(layers)
