@@ -12,6 +12,7 @@ import torch
 
 from cnnzoo.engine import load_checkpoint
 from cnnzoo.engine.metrics import read_metrics
+from cnnzoo.engine.trainer import step_seed
 
 RUNNER = Path(__file__).with_name("standin_train.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
@@ -73,3 +74,13 @@ def test_stochastic_depth_under_two_process_gloo_equals_one_process(tmp_path):
     assert b["world_size"] == 2
     for k in a["model"]:
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
+
+
+def test_gate_seeds_differ_between_runs_and_between_steps():
+    """Every rank seeds its gates with step_seed(run seed, step); a CPU generator reads only the seed's low 32 bits."""
+    def gates(seed, step):
+        return torch.rand(16, generator=torch.Generator().manual_seed(step_seed(seed, step))) < 0.5
+
+    assert torch.equal(gates(3, 5), gates(3, 5))  # the same on every rank, and after a resume
+    assert not torch.equal(gates(0, 5), gates(1, 5))  # another run seed, other gates
+    assert not torch.equal(gates(0, 5), gates(0, 6))
