@@ -37,7 +37,10 @@ without the term of its rubbish class (the constant j). The digit prototypes
 (``DIGIT_BITMAPS``) are drawn here in the manner of Fig. 3, not copied pixel
 for pixel from it. The paper gives prototypes only for its character set: for
 a number of classes other than the ten digits each class gets a random +-1
-code (``rbf_prototypes``), which ``reset_classifier`` also uses.
+code (``rbf_prototypes``), which ``reset_classifier`` also uses. Distances over
+84 units make large logits: train with small learning rates (the paper's global
+rates run from 0.0005 down to 0.00001; 0.001 with SGD and momentum learns the
+embedded digits, 0.02 diverges).
 """
 
 from __future__ import annotations
@@ -222,7 +225,7 @@ class LeNet5(ImageClassifier):
         """As every model's; with ``rbf_output`` the new layer is RBF units too, prototypes by ``rbf_prototypes``."""
         super().reset_classifier(num_classes, *args, **kwargs)
         if self.rbf_output and num_classes > 0:
-            self.output = RBFOutput(rbf_prototypes(num_classes).to(self.f6.weight.device))
+            self.output = RBFOutput(rbf_prototypes(num_classes).to(self.f6.weight))
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.s2(self.act(self.c1(x)))  # N x 6 x 14 x 14 (C1: N x 6 x 28 x 28)
