@@ -40,7 +40,7 @@ a number of classes other than the ten digits each class gets a random +-1
 code (``rbf_prototypes``), which ``reset_classifier`` also uses. Distances over
 84 units make large logits: train with small learning rates (the paper's global
 rates run from 0.0005 down to 0.00001; 0.001 with SGD and momentum learns the
-embedded digits, 0.02 diverges).
+embedded digits, 0.02 is unstable).
 """
 
 from __future__ import annotations
