@@ -75,3 +75,13 @@ def test_init_weights_starts_training_from_a_file(tmp_path):
     result = train(cfg)
     trained, _ = cnnzoo.engine.trainer.load_trained(result.run_dir)
     assert torch.allclose(trained.fc.bias, torch.full((10,), 3.0), atol=1e-5)
+
+
+def test_index_has_a_row_per_report_with_its_verdicts(tmp_path):
+    run("stochastic-depth", "smoke", out=tmp_path / "stochastic-depth", say=lambda line: None)
+    result = subprocess.run([sys.executable, "-m", "cnnzoo", "reproduce", "--index", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("| [")]
+    assert len(rows) == 1 and "constant depth 6.41%" in rows[0]
+    assert "stochastic depth: pipeline check; training time: pipeline check" in rows[0]

@@ -111,7 +111,7 @@ class Schedule:
         if self.kind == "cosine":  # from the end of warmup to the last iteration
             t = (it - self.warmup) / max(1, self.total - self.warmup)
             return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-        if self.kind == "linear":  # Caffe's "poly" policy with power 1 (SqueezeNet's released solver)
+        if self.kind == "linear":  # Caffe's "poly" policy with power 1 (SqueezeNet's released solver, ShuffleNet)
             t = (it - self.warmup) / max(1, self.total - self.warmup)
             return self.min_factor + (1 - self.min_factor) * (1 - min(t, 1.0))
         raise ConfigError(

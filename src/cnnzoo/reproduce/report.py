@@ -96,7 +96,7 @@ def plot_bars(exp: Experiment, results: dict[str, list[dict[str, Any]]], path: P
 
 
 def _stochastic_depth_extras(exp: Experiment, scale: str, sc: Scale, results: dict[str, list[dict[str, Any]]],
-                             out: Path) -> list[str]:
+                             out: Path) -> tuple[list[str], dict[str, tuple[str, str]]]:
     """Training-time ratio, expected depth and the gradient-flow figure (the stochastic-depth paper's measures)."""
     from ..engine.gradflow import plot_grad_flow
     from ..layers import StochasticDepth
@@ -105,23 +105,27 @@ def _stochastic_depth_extras(exp: Experiment, scale: str, sc: Scale, results: di
     ratio = _mean([r["train_seconds"] for r in sd]) / _mean([r["train_seconds"] for r in const])
     model = meta_model(sc.overrides["model"], drop_path_rate=0.5)
     probs = [m.survival_prob for m in model.modules() if isinstance(m, StochasticDepth)]
+    time_verdict = "pipeline check" if scale == "smoke" else "reproduced" if ratio < 0.9 else "not at this scale"
     lines = [f"- Training time, stochastic / constant depth: **{ratio:.3f}** (paper: 60 s / 75 s = 0.80 per epoch; "
-             f"{'pipeline check' if scale == 'smoke' else 'reproduced' if ratio < 0.9 else 'not at this scale'}).",
+             f"{time_verdict}).",
              f"- Expected depth E[L~] = {sum(probs):.2f} of {len(probs)} residual blocks "
              f"({sum(probs) / len(probs):.1%}; the paper: about 3L/4)."]
     csvs = [(arm, r["grad_flow"]) for arm in exp.arms for r in results[arm][:1] if r["grad_flow"]]
     if len(csvs) == 2:
         plot_grad_flow([c for _, c in csvs], out / "grad_flow.png", labels=[a for a, _ in csvs])
         lines.append("- Gradient magnitude of the residual blocks per epoch: `grad_flow.png` (the paper's Figure 7).")
-    return lines
+    return lines, {"training time": (time_verdict, f"stochastic / constant depth = {ratio:.3f} (paper 0.80)")}
 
 
 def write_report(out: Path, exp: Experiment, scale: str, sc: Scale, results: dict[str, list[dict[str, Any]]],
                  command: str, machine: str, seconds: float) -> None:
     plot_curves(results, out / "curves.png", f"{exp.name} ({scale} scale)")
     plot_bars(exp, results, out / "bars.png")
-    extras = _stochastic_depth_extras(exp, scale, sc, results, out) if exp.name == "stochastic-depth" else []
     verdicts = {arm: verdict(exp, scale, results, arm) for arm in exp.expect_lower if arm in results}
+    extras: list[str] = []
+    if exp.name == "stochastic-depth":
+        extras, more = _stochastic_depth_extras(exp, scale, sc, results, out)
+        verdicts.update(more)
     rows = ["| arm | paper test error % | ours, last epoch % | ours, best % | training s | verdict |",
             "|---|--:|--:|--:|--:|---|"]
     for arm, runs in results.items():
@@ -137,7 +141,7 @@ def write_report(out: Path, exp: Experiment, scale: str, sc: Scale, results: dic
         f"**Where.** {exp.figure}.", "",
         f"## Paper vs ours ({scale} scale)", "",
         *rows, "",
-        *(f"- {arm}: **{v}**: {why}." for arm, (v, why) in verdicts.items()),
+        *(f"- {arm}: **{v}**: {why}." for arm, (v, why) in verdicts.items() if arm in results),
         *extras, "",
         "![test error per epoch](curves.png)", "", "![paper vs measured](bars.png)", "",
         *(["![gradient flow](grad_flow.png)", ""] if (out / "grad_flow.png").is_file() else []),
@@ -200,3 +204,30 @@ def overview_report(out: Path, command: str) -> None:
                       f"Command: `{command or 'cnnzoo reproduce cnn-overview'}`", ""])
     atomic_write(out / "report.md", lambda f: f.write(text.encode()))
     atomic_write(out / "results.json", lambda f: f.write((json.dumps(rows, indent=2) + "\n").encode()))
+
+
+def write_index(root: Path) -> Path:
+    """``ROOT/README.md``: one row per report folder under ``root``: claim, paper, ours, verdict."""
+    from .experiments import EXPERIMENTS
+
+    rows = ["| experiment | scale | claim | paper | ours | verdict |", "|---|---|---|---|---|---|"]
+    for path in sorted(root.glob("*/results.json")):
+        results = json.loads(path.read_text())
+        if isinstance(results, list):  # the overview: a table, nothing trained
+            rows.append(f"| [{path.parent.name}]({path.parent.name}/report.md) | - | "
+                        f"{EXPERIMENTS['cnn-overview'].claim} | published errors | {len(results)} networks counted "
+                        f"| table and plot |")
+            continue
+        exp = EXPERIMENTS[results["experiment"]]
+        paper = "; ".join(f"{arm} {err}%" for arm, err in results["paper_error"].items()) or exp.figure
+        ours = "; ".join(f"{arm} {_mean([r['test_error'] for r in runs]):.2f}%" for arm, runs in results["arms"].items())
+        verdicts = "; ".join(f"{arm}: {v['verdict']}" for arm, v in results["verdicts"].items())
+        rows.append(f"| [{exp.name}]({path.parent.name}/report.md) | {results['scale']} | {exp.claim} | {paper} | "
+                    f"{ours} | {verdicts} |")
+    text = "\n".join(["# Reproductions", "",
+                      "Each folder is one `cnnzoo reproduce NAME` run: `report.md` (the claim, the paper's figures "
+                      "and ours, what the scale reduces, the command), the figures, per-run `metrics-*.csv` and "
+                      "`results.json`. Test errors are measured; \"paper\" quotes the paper. Regenerate this table "
+                      "with `cnnzoo reproduce --index reproductions`.", "", *rows, ""])
+    atomic_write(root / "README.md", lambda f: f.write(text.encode()))
+    return root / "README.md"
