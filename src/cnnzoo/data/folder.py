@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
+from ..files import FileError, atomic_write, tensor_bytes
 from .common import DataError, cache_dir, log
 from .transforms import Geometry, store_steps
 
@@ -211,13 +212,12 @@ def decode_folder(scan: FolderScan, side: int | None, workers: int, cache: bool 
             log.warning("ignoring unreadable cache file %s (%s)", file, error)
     decoded = {split.name: decode_split(split, side, workers) for split in (scan.train, scan.test)}
     if file is not None:
+        stored = {name: vars(d) for name, d in decoded.items()}
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
-            temp = file.with_suffix(f".tmp{os.getpid()}")
-            torch.save({name: vars(d) for name, d in decoded.items()}, temp)
-            os.replace(temp, file)  # atomic: a concurrent or killed run never sees half a file
-        except OSError as error:
-            log.warning("could not write the decoded-folder cache %s (%s); continuing without it", file, error)
+            atomic_write(file, lambda f: torch.save(stored, f), size=tensor_bytes(stored) + 2**20)
+        except (OSError, FileError) as error:  # the cache only saves time: a full disk is not fatal
+            log.warning("could not write the decoded-folder cache (%s); continuing without it", error)
     return decoded
 
 
