@@ -274,7 +274,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.run_dir / "config.yaml", lambda f: f.write(to_yaml(self.cfg).encode()))
         if skipped := getattr(self.data, "skipped", None):
-            listing = "".join(f"{path}\t{why}\n" for path, why in skipped).encode()
+            # names as they are on disk, whatever their encoding
+            listing = "".join(f"{path}\t{why}\n" for path, why in skipped).encode("utf-8", "surrogateescape")
             atomic_write(self.run_dir / "skipped.txt", lambda f: f.write(listing))
             print(f"skipped {len(skipped)} unreadable files, listed in {self.run_dir / 'skipped.txt'}")
 
