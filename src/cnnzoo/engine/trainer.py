@@ -295,8 +295,13 @@ class Trainer:
                     self.end_epoch(epoch, train, test)
                     if cfg.stop_after and self.epoch - start >= cfg.stop_after:
                         break
+            except WriteError as e:  # a full disk: every file is whole, last.ckpt the previous one
+                raise WriteError(f"{e}; after freeing space, continue with `cnnzoo train --resume {self.run_dir}`"
+                                 ) from None
             finally:
-                self.log.close()  # however the run ends: pending curves drawn, TensorBoard flushed
+                # however the run ends: pending curves drawn, TensorBoard flushed (quietly if already failing)
+                with contextlib.suppress(WriteError) if sys.exc_info()[0] else contextlib.nullcontext():
+                    self.log.close()
         test = self.last_test or {"top1": float("nan"), "top5": float("nan")}
         return Result(test["top1"], test["top5"], self.run_dir if self.world.is_main else None, self.epoch,
                       finished=self.epoch >= cfg.epochs)
@@ -415,11 +420,7 @@ class Trainer:
             "rng": rngs, "world_size": self.world.size,
             "config": dataclasses.asdict(self.cfg), "meta": self.meta,
         }
-        try:
-            save_checkpoint(self.run_dir / "last.ckpt", state)
-        except WriteError as e:  # the previous last.ckpt is whole: say how to go on from it
-            raise WriteError(f"{e}; after freeing space, continue with `cnnzoo train --resume {self.run_dir}`"
-                             ) from None
+        save_checkpoint(self.run_dir / "last.ckpt", state)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         load_weights(self.net, ckpt["model"], source=str(self.run_dir / "last.ckpt"))
