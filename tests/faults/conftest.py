@@ -17,9 +17,9 @@ SRC = TESTS.parent / "src"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
 
 
-def cnnzoo(*args, timeout=120, **kw) -> subprocess.CompletedProcess:
+def cnnzoo(*args, timeout=120, env=None, **kw) -> subprocess.CompletedProcess:
     """`python -m cnnzoo ARGS` in a real process (a hang fails the test instead of blocking it)."""
-    env = {**ENV, **os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    env = env or {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
     return subprocess.run([sys.executable, "-m", "cnnzoo", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env, **kw)
 
