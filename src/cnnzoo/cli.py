@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import torch
 
 from . import analysis, registry
 from .analysis.complexity import meta_model, trace
 from .analysis.report import FORMATS
-from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
+from .engine import TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
 from .engine.trainer import load_trained
 from .files import FileError
 from .engine.config import parse_assignments
@@ -183,18 +182,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from .deploy import deploy, export
-    from .files import load_file
-    from .weights import import_weights
 
     size = registry.model_cfg(args.name).img_size if args.input_size is None else args.input_size
     analysis.check_input_size(args.name, size)
-    if args.checkpoint and Path(args.checkpoint).suffix in ("", ".ckpt", ".safetensors"):
-        model, _ = load_trained(args.checkpoint, args.name)  # a cnnzoo run: its classes and channels
+    if args.checkpoint:  # any weight file (cnnzoo.files.load_file); a cnnzoo run's classes and channels
+        model, _ = load_trained(args.checkpoint, args.name)
     else:
         model = registry.create_model(args.name)
-    if args.checkpoint and Path(args.checkpoint).suffix not in ("", ".ckpt", ".safetensors"):
-        import_weights(model, load_file(args.checkpoint)[0])  # a torch file from elsewhere, holding a state dict
-    elif not args.checkpoint:
         print(f"cnnzoo: note: no --checkpoint given, exporting {args.name} with random weights", file=sys.stderr)
     if not args.no_deploy:
         model = deploy(model, size, channels_last=False)  # BN folded, dropout and aux heads gone

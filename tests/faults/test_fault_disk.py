@@ -3,7 +3,6 @@ file system (tmpfs) it stops with one line (what, where, how much), keeps the pr
 file, and the run resumes once there is space."""
 
 import errno
-import io
 import os
 
 import pytest

@@ -5,7 +5,6 @@ import contextlib
 import io
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
