@@ -1,8 +1,9 @@
 """The ``cnnzoo`` command line. Thin: it parses, calls the library and prints.
 
-Errors in what the user typed (an unknown model, an input too small, a bad
-value) print one line and exit with status 2; set CNNZOO_DEBUG=1 for the
-traceback.
+Every error prints one line; the exit status (``exit_status``) is 2 for
+anything the user gave wrong (a bad value, a missing or damaged file, bad
+data, a full disk), 1 only for an internal error, 128 + N after signal N.
+Set CNNZOO_DEBUG=1 for the traceback.
 """
 
 from __future__ import annotations
