@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import fill, one_line, tree
+from fault_helpers import fill, full_disk, one_line, tree  # noqa: F401  (full_disk: a fixture)
 from standin_data import synthetic
 
 from cnnzoo import cli, create_model

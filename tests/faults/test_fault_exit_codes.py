@@ -2,7 +2,7 @@
 user gave wrong (missing file, bad value, bad data, a full disk), 1 only for an internal error; always one line."""
 
 import pytest
-from conftest import one_line, tree
+from fault_helpers import one_line, tree
 
 from cnnzoo import cli, registry
 

@@ -4,7 +4,7 @@ nothing is readable is one line (exit 2), not a numpy LinAlgError."""
 
 import numpy as np
 import pytest
-from conftest import image, one_line, tree
+from fault_helpers import image, one_line, tree
 from PIL import Image
 
 from cnnzoo import cli

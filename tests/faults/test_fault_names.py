@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import cnnzoo, image, tree
+from fault_helpers import cnnzoo, image, tree
 
 from cnnzoo import cli
 from cnnzoo.data import build_data, check_folder

@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from conftest import one_line
+from fault_helpers import one_line
 from standin_data import build_standin
 
 from cnnzoo import cli

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 import torch
-from conftest import one_line
+from fault_helpers import one_line
 from safetensors.torch import save_file
 
 import cnnzoo.files

@@ -1,4 +1,4 @@
-"""Fault injection (issue 15): real full disks, real damaged files, real hostile trees, made by each test."""
+"""Helpers and fixtures of the fault-injection suite (issue 15): real full disks, damaged files, hostile trees."""
 
 import contextlib
 import os
