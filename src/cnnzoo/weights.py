@@ -51,7 +51,7 @@ def _converter(model: nn.Module, source: str) -> Converter:
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
-    """Raise a ``ValueError`` listing every missing, unexpected or mis-shaped key."""
+    """Raise a ``ValueError`` listing every missing, unexpected, mis-shaped or mis-typed (integer for float) key."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -60,9 +60,15 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None
         for k in set(own) & set(state_dict)
         if own[k].shape != state_dict[k].shape
     )
+    kinds = sorted(  # integers where the model has floats (or the reverse) are not weights of this model
+        f"{k}: file {state_dict[k].dtype} vs model {own[k].dtype}"
+        for k in set(own) & set(state_dict)
+        if own[k].dtype.is_floating_point != state_dict[k].dtype.is_floating_point
+    )
     problems = [
         f"{label} ({len(keys)}): {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes),
+                            ("dtype mismatches", kinds))
         if keys
     ]
     if problems:

@@ -167,6 +167,16 @@ def test_another_architectures_safetensors_lists_its_keys(tmp_path, capsys):
     assert "missing keys" in line and "unexpected keys (1): encoder.layer.0.attention.self.query.weight" in line
 
 
+def test_integer_tensors_where_the_model_has_floats_are_named(tmp_path, capsys):
+    state = {k: v.contiguous() for k, v in create_model("resnet20", num_classes=10).state_dict().items()}
+    state["conv1.weight"] = state["conv1.weight"].to(torch.int32)
+    path = tmp_path / "ints.safetensors"
+    save_file(state, str(path))
+    assert cli.main(["eval", "--checkpoint", str(path), "--model", "resnet20"]) == 2
+    assert "dtype mismatches (1): conv1.weight: file torch.int32 vs model torch.float32" in \
+        one_line(capsys.readouterr().err)
+
+
 def test_a_torch_file_that_is_not_a_state_dict(tmp_path):
     path = tmp_path / "list.pt"
     torch.save([torch.zeros(1)], path)
