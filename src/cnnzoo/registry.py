@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from torch import nn
 
+from .layers.drop import drop_path_from_keywords
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -24,7 +26,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 @dataclass(frozen=True)
 class ModelCfg(Mapping):
-    """What a model expects as input, and what its paper (or ../shared/reference) reports.
+    """What a model expects as input, and what its paper (or the reference table of its family) reports.
 
     Read it by attribute (``cfg.input_size``) or as timm's ``pretrained_cfg`` dict
     (``cfg["input_size"]``, ``cfg.get("first_conv")``, ``dict(cfg)``).
@@ -39,9 +41,9 @@ class ModelCfg(Mapping):
     params: int | None = None  # exact reference parameter count at num_classes
     paper_params: float | None = None  # the paper's own rounded count, in millions, where it prints no exact one
     macs: float | None = None  # reference GMACs at input_size, to the decimals the reference prints
-    top1_err: float | None = None  # paper's ImageNet (or CIFAR) top-1 error, %
-    top5_err: float | None = None  # paper's top-5 error, %
-    eval_note: str = ""  # how the paper's error was measured (single crop, 10-crop, ...)
+    top1_err: float | None = None  # ImageNet (or CIFAR) top-1 error, %: the paper's unless eval_note names a source
+    top5_err: float | None = None  # top-5 error, %, likewise
+    eval_note: str = ""  # how the error was measured (single crop, 10-crop, ...) and by whom if not the paper
     # timm's pretrained_cfg keys; create_model fills the ones that name the model's own modules.
     architecture: str = ""  # the registered name
     first_conv: str = ""  # the first convolution's module (its ".weight" is in the state dict)
@@ -201,7 +203,8 @@ def create_model(
     ``features_only=True`` returns a ``FeatureNet`` giving the feature maps of the stages
     ``out_indices`` (default all; see ``model.feature_info``). ``pretrained_cfg`` replaces
     the registered cfg, ``pretrained_cfg_overlay`` changes some of its keys.
-    Other keywords go to the family's constructor; one it does not take is an error.
+    Other keywords go to the family's constructor; one it does not take is an error. The stochastic-depth
+    keywords ``drop_path_rate / _mode / _schedule / _inverted`` become one ``drop_path=DropPathSpec(...)``.
     """
     name, _, tag = name.partition(".")
     name = _lookup(name)
@@ -222,6 +225,7 @@ def create_model(
     if global_pool == "" and num_classes:
         raise ValueError("global_pool='' leaves the feature map unpooled: it needs num_classes=0")
     in_chans = cfg.in_chans if in_chans is None else in_chans
+    kwargs = drop_path_from_keywords(kwargs)
     try:
         # num_classes=0 builds the usual head, then removes it (after any weights are loaded)
         model = builder(num_classes=num_classes or cfg.num_classes, in_chans=in_chans, **kwargs)

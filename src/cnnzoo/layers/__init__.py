@@ -2,7 +2,8 @@
 
 from .concat import Concat
 from .conv import ConvBnAct, conv1x1, conv3x3
-from .drop import StochasticDepth, seed_gates, survival_probs
+from .drop import (DropPathSpec, GateStream, StochasticDepth, drop_path_from_keywords, gate_state, load_gate_state,
+                   seed_gates, survival_probs)
 from .fx import expect_map_size, get_notrace_functions, get_notrace_modules, register_notrace_function, \
     register_notrace_module
 from .lrn import LocalResponseNorm
