@@ -248,8 +248,9 @@ class InceptionResNetV2(ImageClassifier):
         self.block8 = Block8(1.0, next(gates), no_relu=True, conv_block=conv_block, width=width_c)
         self.num_features = 1536
         self.conv2d_7b = conv_block(width_c, self.num_features, 1)
-        stem_maps = [dict(num_chs=64, reduction=2, module="stem.conv1")] if self.paper_stem else [
-            dict(num_chs=64, reduction=2, module="conv2d_2b"), dict(num_chs=192, reduction=4, module="conv2d_4a")]
+        stem = "stem." if self.paper_stem else ""
+        stem_maps = [dict(num_chs=64, reduction=2, module=f"{stem}conv2d_2b"),
+                     dict(num_chs=192, reduction=4, module=f"{stem}mixed_4a" if self.paper_stem else "conv2d_4a")]
         self.feature_info = [
             *stem_maps, dict(num_chs=width_a, reduction=8, module="repeat"), dict(num_chs=width_b, reduction=16, module="repeat_1"),
             dict(num_chs=self.num_features, reduction=32, module="conv2d_7b"),
