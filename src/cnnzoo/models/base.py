@@ -176,8 +176,7 @@ class ImageClassifier(nn.Module):
     @property
     def num_classes(self) -> int:
         """Outputs of the classifier; 0 once it is removed (``reset_classifier(0)``)."""
-        head = self.get_classifier()
-        return head.out_features if isinstance(head, nn.Linear) else 0
+        return getattr(self.get_classifier(), "out_features", 0)  # nn.Identity once removed
 
     @num_classes.setter
     def num_classes(self, value: int) -> None:
@@ -374,6 +373,8 @@ class ImageClassifier(nn.Module):
         (less memory, one more forward pass of compute; batch-norm statistics still move once)."""
         for info in self.feature_info:
             module = self.get_submodule(info["module"])
+            if next(module.parameters(), None) is None:  # an activation or pool: nothing worth recomputing
+                continue
             if enable:
                 module.forward = functools.partial(_checkpointed_forward, module)
             elif "forward" in module.__dict__:
