@@ -6,8 +6,9 @@ import torch
 import cnnzoo
 from cnnzoo.engine import ConfigError, TrainConfig, build_optimizer, build_scheduler, load_config
 from cnnzoo.engine.config import field_names, parse_assignments, to_yaml
+from conftest import recipe, recipes
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = recipes()
 
 
 def test_layers_override_in_order(tmp_path):
@@ -82,7 +83,7 @@ def test_recipe_parses_builds_optimizer_schedule_and_model(path):
 
 
 def test_stochastic_depth_recipe_is_the_papers():
-    cfg = load_config(Path(__file__).parents[1] / "configs" / "stochastic_depth_cifar10.yaml")
+    cfg = load_config(recipe("stochastic_depth_cifar10.yaml"))
     assert (cfg.model, cfg.drop_path_rate, cfg.epochs, cfg.lr) == ("resnet110", 0.5, 500, 0.1)
     assert cfg.milestones == [250, 375] and cfg.schedule_unit == "epoch" and cfg.gamma == 0.1
     assert (cfg.nesterov, cfg.weight_decay, cfg.batch_size, cfg.momentum) == (True, 1e-4, 128, 0.9)

@@ -9,6 +9,7 @@ import torch
 
 import cnnzoo
 from cnnzoo.cli import main
+from conftest import require_peer
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_onnx_runs_in_onnxruntime_with_the_same_logits(checkpoint, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    ort = require_peer("onnxruntime")
     path, model = checkpoint
     out = tmp_path / "r20.onnx"
     assert main(["export", "resnet20", "--checkpoint", str(path), "--output", str(out)]) == 0
@@ -71,7 +72,7 @@ def test_bad_export_is_one_line_and_status_2(args, message):
 
 def test_exports_a_training_runs_weights_with_their_channels_and_classes(tmp_path):
     """best.safetensors of a run on 1-channel, 10-class digits: export rebuilds that model, not the default."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require_peer("onnxruntime")
     from cnnzoo.engine.checkpoint import save_weights
 
     torch.manual_seed(0)

@@ -10,6 +10,7 @@ from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import module_macs
 from cnnzoo.layers import StochasticDepth, seed_gates
 from cnnzoo.models.polynet import KINDS, InceptionBlock, PolyInception, PolyNet, insert_init
+from conftest import require_peer
 from peers import randomize_batchnorm
 
 
@@ -240,7 +241,7 @@ def test_insert_init_starts_the_deep_net_where_the_shallow_one_was():
 
 @pytest.mark.heavy
 def test_pretrainedmodels_weights_give_same_logits():
-    pretrainedmodels_polynet = pytest.importorskip("pretrainedmodels.models.polynet")
+    pretrainedmodels_polynet = require_peer("pretrainedmodels.models.polynet")
     torch.manual_seed(0)
     peer = randomize_batchnorm(pretrainedmodels_polynet.PolyNet()).eval()
     ours = cnnzoo.import_weights(cnnzoo.create_model("polynet"), peer.state_dict(), source="pretrainedmodels").eval()

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import cnnzoo
+from conftest import require_peer
 
 
 def test_list_models_is_sorted_and_filters_by_pattern():
@@ -31,5 +32,5 @@ def test_create_model_defaults_and_overrides():
 
 
 def test_torchvision_resnet50_macs_are_exact():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     assert cnnzoo.count_macs(torchvision.models.resnet50(), (3, 224, 224)) == 4_089_184_256
