@@ -71,9 +71,10 @@ def test_recipe_parses_builds_optimizer_schedule_and_model(path):
     assert set(keys) <= set(field_names())
     params = [torch.nn.Parameter(torch.zeros(3))]
     opt = build_optimizer(cfg, torch.nn.ParameterList(params))
-    sched = build_scheduler(cfg, opt, steps_per_epoch=391)  # CIFAR-10 at batch 128
+    steps = (50_000 if cfg.data.startswith("cifar") else 1_281_167) // cfg.batch_size  # CIFAR / ImageNet train
+    sched = build_scheduler(cfg, opt, steps_per_epoch=steps)
     assert opt.param_groups[0]["lr"] == pytest.approx(cfg.lr * (cfg.warmup_start if cfg.warmup else 1))
-    assert sched.lr_lambdas[0](cfg.epochs * 391 - 1) < 1.0  # every recipe decays the rate by the end
+    assert sched.lr_lambdas[0](cfg.epochs * steps - 1) < 1.0  # every recipe decays the rate by the end
     if cfg.model not in cnnzoo.list_models():
         pytest.skip(f"{path.name}: model {cfg.model!r} is not registered on this branch (checked after merging)")
     kwargs = dict(cfg.model_kwargs, **({"drop_path_rate": cfg.drop_path_rate} if cfg.drop_path_rate else {}))

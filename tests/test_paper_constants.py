@@ -189,6 +189,9 @@ def test_lrn_by_hand():
     x = torch.tensor(A).view(1, 5, 1, 1)
     got = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(x).flatten().tolist()
     assert got == pytest.approx(lrn_by_hand(A, 5, 1e-4, 0.75, 2.0), rel=1e-6)
+    # the defaults are AlexNet's: k = 2, n = 5, alpha = 1e-4, beta = 0.75
+    assert LocalResponseNorm()(x).flatten().tolist() == pytest.approx(got, rel=1e-6)
+    assert LocalResponseNorm().extra_repr() == "size=5, alpha=0.0001 (on the sum), beta=0.75, k=2.0"
 
 
 @pytest.mark.parametrize("name, attr", [("alexnet", "norm1"), ("alexnet", "norm2"), ("vgg11_lrn", "features.2")])
