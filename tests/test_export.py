@@ -24,6 +24,7 @@ def checkpoint(tmp_path_factory):
     return path, model.eval()
 
 
+@pytest.mark.heavy  # the ONNX exporter: the slowest single test outside training runs
 def test_onnx_runs_in_onnxruntime_with_the_same_logits(checkpoint, tmp_path):
     ort = require_peer("onnxruntime")
     path, model = checkpoint

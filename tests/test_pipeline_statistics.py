@@ -234,3 +234,12 @@ def test_pca_lighting_std_01(tmp_path, augment, lit, in_memory):
     std = alpha.std(0)
     assert (np.abs(std - 0.1) < 4.5 * 0.1 / math.sqrt(2 * n)).all(), std  # the sample std's spread: s / sqrt(2n)
     assert (np.abs(alpha.mean(0)) < 4.5 * 0.1 / math.sqrt(n)).all()
+
+
+def test_imagenet_folders_store_256_for_224_crops():
+    """AlexNet 4.1 / VGG / ResNet: images rescaled to 256 (shorter side), 224 crops; other sizes keep the ratio."""
+    from cnnzoo.data.transforms import Geometry
+
+    assert Geometry.resized(224) == Geometry(256, 224, 224)
+    assert Geometry.resized(IMG_SIZE) == Geometry(RESIZED, IMG_SIZE, IMG_SIZE)
+    assert Geometry.resized(299).store == 342  # 299 * 256 / 224 = 341.7

@@ -11,6 +11,7 @@ listed in TESTING.md's table as equivalent.
     python tools/mutation.py layers/lrn.py             # run (or resume), then report
     python tools/mutation.py layers/lrn.py --report    # report only
     python tools/mutation.py layers/lrn.py --show      # print the diff of every surviving mutant
+    python tools/mutation.py data/transforms.py --constants   # the module-level numbers, which mutmut skips
 
 The shared mutmut settings are [tool.mutmut] in pyproject.toml; this script adds the module and its tests.
 """
@@ -18,12 +19,14 @@ The shared mutmut settings are [tool.mutmut] in pyproject.toml; this script adds
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -146,6 +149,46 @@ def report(module: str, show: bool = False) -> None:
             subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work)
 
 
+def constant_sites(source: str) -> list[ast.Constant]:
+    """Numbers in the module's top-level assignments (mutmut mutates function bodies and defaults only)."""
+    sites = []
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            sites += [c for c in ast.walk(node.value) if isinstance(c, ast.Constant)
+                      and type(c.value) in (int, float)]
+    return sites
+
+
+def mutate_constants(module: str, budget: float) -> None:
+    """Change each module-level number alone (an int by +1, a float by x1.1) in a copy of src/ and run the
+    module's tests on it; print killed / survived per constant, and save the list beside mutmut's results."""
+    source = (ROOT / "src" / "cnnzoo" / module).read_text()
+    lines = source.splitlines(keepends=True)
+    start, report_lines = time.monotonic(), []
+    env = dict(os.environ, OMP_NUM_THREADS="1", CNNZOO_OFFLINE="1")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(ROOT / "src", Path(tmp) / "src")
+        target = Path(tmp) / "src" / "cnnzoo" / module
+        env["PYTHONPATH"] = str(Path(tmp) / "src")
+        for site in constant_sites(source):
+            if time.monotonic() - start > budget:
+                report_lines.append(f"not run (budget): line {site.lineno}")
+                continue
+            new = site.value + 1 if isinstance(site.value, int) else site.value * 1.1
+            line = lines[site.lineno - 1]
+            mutated = line[:site.col_offset] + repr(new) + line[site.end_col_offset:]
+            target.write_text("".join(lines[:site.lineno - 1] + [mutated] + lines[site.lineno:]))
+            run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                  *TESTS[module]], cwd=ROOT, env=env, capture_output=True)
+            verdict = "killed" if run.returncode else "SURVIVED"
+            report_lines.append(f"{verdict}: line {site.lineno}: {line.strip()}  ->  {mutated.strip()}")
+            print(report_lines[-1], flush=True)
+        target.write_text(source)
+    out = work_dir(module) / "constants.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(report_lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module", help=f"a module under src/cnnzoo or 'all': {', '.join(TESTS)}")
@@ -154,12 +197,17 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only print the score and the survivors")
     parser.add_argument("--show", action="store_true", help="print each survivor's diff (with --report)")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results of the module")
+    parser.add_argument("--constants", action="store_true", help="mutate the module-level numbers instead")
     args = parser.parse_args()
     modules = list(TESTS) if args.module == "all" else [args.module]
     unknown = [m for m in modules if m not in TESTS]
     if unknown:
         parser.exit(2, f"mutation.py: error: unknown module {unknown[0]!r}; choose from {', '.join(TESTS)}\n")
     start = time.monotonic()
+    if args.constants:
+        for module in modules:
+            mutate_constants(module, args.budget - (time.monotonic() - start))
+        return
     for module in modules:
         if args.fresh:
             shutil.rmtree(work_dir(module), ignore_errors=True)
