@@ -92,6 +92,9 @@ def test_a_peer_layout_goes_through_its_converter_then_the_same_checks():
         import_weights(Renamed(), weights, source="peer")
     with pytest.raises(ValueError, match=r"^no 'timm' weight layout for Renamed; sources it can import: peer$"):
         import_weights(Renamed(), weights, source="timm")
+    register_converter(Renamed, "another")(lambda sd: sd)
+    with pytest.raises(ValueError, match=r"^no 'timm' weight layout for Renamed; sources it can import: another, peer$"):
+        import_weights(Renamed(), weights, source="timm")
     with pytest.raises(ValueError, match=r"^no 'timm' weight layout for Tiny; sources it can import: none$"):
         import_weights(Tiny(), weights, source="timm")
 
