@@ -243,3 +243,32 @@ def test_imagenet_folders_store_256_for_224_crops():
     assert Geometry.resized(224) == Geometry(256, 224, 224)
     assert Geometry.resized(IMG_SIZE) == Geometry(RESIZED, IMG_SIZE, IMG_SIZE)
     assert Geometry.resized(299).store == 342  # 299 * 256 / 224 = 341.7
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "workers"])
+@pytest.mark.parametrize("size", ["natural", "resized"])
+def test_eval_crops_centre_and_ten(small_root, large_root, in_memory, size):
+    """Evaluation: the centre crop, or AlexNet's ten (four corners and the centre, then the same of the mirror
+    image). Natural-size images (CIFAR) take the corners of the image padded by 4, as training shifts it.
+    Expected source column / row of each crop's centre pixel, worked out by hand for the crop boxes."""
+    root, img_size, c = (small_root, None, 16) if size == "natural" else (large_root, IMG_SIZE, 31)
+    if size == "natural":  # padded side 40, crop 32: corners at 0 and 8, centre 4; source = padded - 4
+        cols = [12, 20, 12, 20, 16] + [19, 11, 19, 11, 15]  # mirrored: source col = 35 - left - 16
+        rows = [12, 12, 20, 20, 16] * 2
+        centre = (16, 16)
+    else:  # stored 72, crop 63: corners at 0 and 9, centre 4
+        cols = [31, 40, 31, 40, 35] + [40, 31, 40, 31, 36]  # mirrored: source col = 71 - left - 31
+        rows = [31, 31, 40, 40, 35] * 2
+        centre = (35, 35)
+    for crops, expected_cols, expected_rows in (("ten", cols, rows), ("center", [centre[0]], [centre[1]])):
+        data = build_data(f"folder:{root}", batch_size=2, img_size=img_size, augment="cifar", eval_crops=crops,
+                          workers=0, in_memory=in_memory, cache=False)
+        mean = torch.tensor(data.mean)[:, None, None] * 255
+        std = torch.tensor(data.std)[:, None, None] * 255
+        x, _ = next(iter(data.test.epoch(0)))
+        x = (x * std + mean).double()
+        x = x.reshape(-1, len(expected_cols), *x.shape[-3:])[0]  # one image's crops
+        assert x.shape[-1] == (img_size or 32)
+        assert ((x[:, 0, c, c] - 8) / 3).round().tolist() == expected_cols
+        assert ((x[:, 1, c, c] - 8) / 3).round().tolist() == expected_rows
+        assert flips(x).tolist() == [False] * 5 + [True] * 5 if crops == "ten" else [False]
