@@ -278,3 +278,17 @@ def test_densenet_compression_is_half(name, transitions):
         model = cnnzoo.create_model(name)
     convs = [m for n, m in model.named_modules() if n.startswith("features.transition") and isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == transitions
+
+
+def test_augmentation_constants_are_the_papers():
+    """The numbers test_pipeline_statistics measures from the output, asserted exactly where they are defined
+    (a 10 % change of a range's end is below what a few thousand samples can resolve)."""
+    from cnnzoo.data import transforms
+
+    assert transforms.CIFAR_PAD == 4  # ResNet 4.2: "4 pixels are padded on each side"
+    assert transforms.RRC_SCALE == (0.08, 1.0)  # GoogLeNet 6 / claims.md: 8% to 100% of the image
+    assert transforms.RRC_RATIO == (3 / 4, 4 / 3)  # GoogLeNet 6 / claims.md: aspect 3/4 to 4/3
+    assert transforms.LIGHTING_STD == 0.1  # AlexNet 4.1: alpha_i ~ N(0, 0.1^2)
+    assert transforms.VGG_JITTER == (1, 2)  # VGG 3.1: S in [256, 512] for images stored at 256
+    assert transforms.STORE_RATIO == 256 / 224  # AlexNet 4.1: 224 crops of 256 images
+    assert set(transforms.LIGHTING_AUGMENTS) == {"alexnet", "vgg"}  # AlexNet 4.1, VGG 3.1 ("RGB colour shift")
