@@ -144,17 +144,31 @@ def test_none_is_the_centre_crop_unchanged(small_root, in_memory):
     assert torch.equal(x.round(), sources[labels].double())
 
 
-def box_from_ramps(x: torch.Tensor, border: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Width and height, in source pixels, of the box each output was resampled from: the slope of red along
-    the row (green along the column), fitted away from the edges, against the ramp's 3 per source pixel."""
+def box_from_ramps(x: torch.Tensor, border: int = 3) -> tuple[torch.Tensor, ...]:
+    """Width, height, left and top, in source pixels, of the box each output was resampled from: the slope of
+    red along the row (green along the column), fitted away from the edges, against the ramp's 3 per source
+    pixel; the box's edge from the fitted line's value at the output's edge (mirrored crops: the right edge)."""
     s = x.shape[-1]
     j = torch.arange(border, s - border, dtype=torch.float64)
-    j = j - j.mean()
+    centre = j.mean()
+    j = j - centre
     r = x[:, 0, border:-border, border:-border].mean(1)  # N x columns
     g = x[:, 1, border:-border, border:-border].mean(2)  # N x rows
     slope_r = (r * j).sum(1) / (j * j).sum()
     slope_g = (g * j).sum(1) / (j * j).sum()
-    return (slope_r.abs() / 3 * s), (slope_g.abs() / 3 * s)
+    w, h = slope_r.abs() / 3 * s, slope_g.abs() / 3 * s
+    # source coordinate (in pixel units, 0 = the first pixel's left edge) at the output's centre, minus half a box
+    mid_r = (r.mean(1) - 8) / 3 + 0.5
+    mid_g = (g.mean(1) - 8) / 3 + 0.5
+    return w, h, mid_r - w / 2, mid_g - h / 2
+
+
+def assert_spread_uniformly(position: torch.Tensor, room: torch.Tensor) -> None:
+    """Crop positions fill the free room evenly: position / room is uniform on [0, 1] where the room is ample."""
+    assert (position > -0.6).all() and (position < room + 0.6).all()  # inside the image, up to the fit's rounding
+    u = (position / room)[room >= 8]
+    assert len(u) > 100
+    assert u.min() < 0.1 and u.max() > 0.9 and abs(u.mean().item() - 0.5) < 4.5 * 0.29 / math.sqrt(len(u)) + 0.02
 
 
 @pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "workers"])
@@ -162,7 +176,7 @@ def test_inception_crops_8_to_100_percent_with_aspect_3_4_to_4_3(large_root, in_
     """GoogLeNet 6 (and PolyNet, Xception): crops of 8%-100% of the area, aspect ratio 3/4-4/3, flips."""
     x, _ = delivered(large_root, "inception", in_memory, img_size=IMG_SIZE)
     assert x.shape[1:] == (3, IMG_SIZE, IMG_SIZE)
-    w, h = box_from_ramps(x)
+    w, h, left, top = box_from_ramps(x)
     area, aspect = w * h / RESIZED**2, w / h
     tol = 0.06  # pixel rounding of the boxes and the fit
     assert area.min() > 0.08 * (1 - tol) and area.max() < 1 + tol
@@ -172,6 +186,10 @@ def test_inception_crops_8_to_100_percent_with_aspect_3_4_to_4_3(large_root, in_
     assert aspect.min() < 0.8 and aspect.max() > 1.25
     # area is drawn uniformly from [0.08, 1] (first fitting try): its median sits near the middle
     assert 0.45 < area.median() < 0.65
+    # a box as wide (as tall) as the image fits: about 2 % of draws take the full width
+    assert (w.round() == RESIZED).any() and (h.round() == RESIZED).any()
+    assert_spread_uniformly(left, RESIZED - w)
+    assert_spread_uniformly(top, RESIZED - h)
     assert_fair_coin(flips(x))
 
 
@@ -180,9 +198,12 @@ def test_vgg_scale_jitter_s_in_256_to_512(large_root, in_memory):
     """VGG 3.1: the image is rescaled to a shorter side S uniform in [256, 512], a 224 crop taken and flipped:
     a crop spans 224 * side / S source pixels, so S (in the paper's 256-based units) = 256 * 63 / box side."""
     x, _ = delivered(large_root, "vgg", in_memory, img_size=IMG_SIZE)
-    w, h = box_from_ramps(x)
+    w, h, left, top = box_from_ramps(x)
     assert torch.allclose(w, h, rtol=0.03)  # square crops: isotropic rescaling
     s = 256 * IMG_SIZE / ((w + h) / 2)
+    if in_memory:  # exact boxes: S is a whole number of stored pixels, every one of 72..144 drawn
+        assert_uniform_integers((RESIZED * IMG_SIZE / ((w + h) / 2)).round() - RESIZED, 0, RESIZED)
+    # (positions are measured below on the boxes themselves: the lighting shift blurs them in the output)
     assert s.min() > 256 * 0.98 and s.max() < 512 * 1.02
     assert s.min() < 270 and s.max() > 490
     assert 360 < s.median() < 410  # uniform: the median is near 384
@@ -272,3 +293,30 @@ def test_eval_crops_centre_and_ten(small_root, large_root, in_memory, size):
         assert ((x[:, 0, c, c] - 8) / 3).round().tolist() == expected_cols
         assert ((x[:, 1, c, c] - 8) / 3).round().tolist() == expected_rows
         assert flips(x).tolist() == [False] * 5 + [True] * 5 if crops == "ten" else [False]
+
+
+@pytest.mark.parametrize("height, width", [(10, 100), (100, 10), (20, 30), (30, 20)])
+def test_random_resized_boxes_fall_back_to_torchvisions_centre_crop(height, width):
+    """When no try fits (an image far from the aspect range, crops near the whole area), the box is
+    torchvision's fallback: the centre crop with the aspect clamped into [3/4, 4/3]."""
+    from torchvision.transforms import RandomResizedCrop
+
+    from cnnzoo.data.transforms import random_resized_boxes
+
+    scale = (0.999, 1.0) if height / width in (0.1, 10.0) else (1.0, 1.0)
+    ratio = (3 / 4, 4 / 3) if height / width in (0.1, 10.0) else (1.6, 2.0)
+    boxes = random_resized_boxes(4, height, width, torch.Generator().manual_seed(0), scale=scale, ratio=ratio)
+    top, left, h, w = RandomResizedCrop.get_params(torch.zeros(1, height, width), list(scale), list(ratio))
+    for box in boxes.tolist():
+        assert box == [left, top, w, h]
+
+
+def test_scale_jitter_boxes_are_placed_uniformly():
+    """VGG's crop of the rescaled image is anywhere in it: positions uniform over the free room, boxes inside."""
+    from cnnzoo.data.transforms import scale_jitter_boxes
+
+    boxes = scale_jitter_boxes(SAMPLES, RESIZED, IMG_SIZE, torch.Generator().manual_seed(0)).double()
+    left, top, w, h = boxes.unbind(1)
+    assert torch.equal(w, h) and w.min() >= IMG_SIZE / 2 and w.max() <= IMG_SIZE
+    assert_spread_uniformly(left, RESIZED - w)
+    assert_spread_uniformly(top, RESIZED - h)
