@@ -33,6 +33,14 @@ def test_ci_is_read_from_the_environment(monkeypatch):
         assert conftest.ci() is expected
 
 
+def test_peers_are_required_through_require_peer():
+    """pytest.importorskip skips even under CI=true: peers go through conftest.require_peer."""
+    offenders = [f"{path.name}:{node.lineno}" for path in sorted(Path(__file__).parent.glob("*.py"))
+                 for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Attribute) and node.attr == "importorskip"]
+    assert not offenders, f"use require_peer instead of pytest.importorskip: {offenders}"
+
+
 def test_no_test_file_skips_as_a_whole():
     """pytest.importorskip / pytest.skip at module level would hide every test of a file, also those that do
     not need the peer: use require_peer inside the test."""
