@@ -81,6 +81,13 @@ def test_multistep_without_milestones_is_an_error():
         Schedule(load_config(None, {"schedule": "multistep"}), 10)
 
 
+def test_linear_decays_evenly_to_min_lr():
+    f = factors(schedule="linear", min_lr=0.0)  # lr 0.1 in the defaults; 100 steps
+    assert f[0] == 1.0 and f[25] == pytest.approx(0.75) and f[50] == pytest.approx(0.5) and f[99] == pytest.approx(0.01)
+    floor = factors(schedule="linear", min_lr=0.02)
+    assert floor[50] == pytest.approx(0.2 + 0.8 * 0.5)
+
+
 def test_rmsprop_tf_defaults_and_argument_checks():
     """Inception-v3/v4's and PolyNet's RMSProp: lr 0.045, decay 0.9, momentum 0.9, eps 1.0; bad values are refused
     one by one, and the limits themselves (0) are allowed."""
@@ -122,9 +129,9 @@ def test_unknown_optimizer_and_schedule_are_one_line_errors():
     with pytest.raises(ValueError, match=r"^unknown optimizer 'adam': use sgd, rmsprop_tf or rmsprop$"):
         build_optimizer(cfg, torch.nn.Linear(1, 1))
     cfg = load_config(None, {"warmup": 0})
-    cfg.schedule = "linear"
-    with pytest.raises(ValueError, match=r"^unknown schedule 'linear': use constant, step, multistep, exponential "
-                                         r"or cosine$"):
+    cfg.schedule = "poly"
+    with pytest.raises(ValueError, match=r"^unknown schedule 'poly': use constant, step, multistep, exponential, "
+                                         r"cosine or linear$"):
         Schedule(cfg, 10)(0)
     with pytest.raises(ValueError, match=r"^schedule 'multistep' needs milestones, e.g. milestones=\[30,60,80\]$"):
         Schedule(load_config(None, {"schedule": "multistep"}), 10)

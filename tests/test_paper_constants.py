@@ -49,6 +49,33 @@ RECIPES = {
     "xception_imagenet.yaml": ("Chollet 2016, Xception (claims.md)", dict(
         model="xception", img_size=299, augment="inception", optimizer="sgd", lr=0.045, momentum=0.9,
         weight_decay=1e-5, schedule="exponential", schedule_unit="epoch", step_size=2, gamma=0.94)),
+    "inception_v3_imagenet.yaml": ("Szegedy et al. 2015, Rethinking the Inception Architecture, Sections 7-8", dict(
+        model="inception_v3", img_size=299, augment="inception", epochs=100, batch_size=1600, optimizer="rmsprop_tf",
+        rmsprop_decay=0.9, rmsprop_eps=1.0, lr=0.045, schedule="exponential", schedule_unit="epoch", step_size=2,
+        gamma=0.94, label_smoothing=0.1)),
+    "inception_v4_imagenet.yaml": ("Szegedy et al. 2016, Inception-v4, Section 4", dict(
+        model="inception_v4", img_size=299, augment="inception", optimizer="rmsprop_tf", rmsprop_decay=0.9,
+        rmsprop_eps=1.0, lr=0.045, schedule="exponential", schedule_unit="epoch", step_size=2, gamma=0.94)),
+    "resnext_imagenet.yaml": ("Xie et al. 2016, ResNeXt, Section 4", dict(
+        model="resnext50_32x4d", img_size=224, augment="inception", batch_size=256, optimizer="sgd", lr=0.1,
+        momentum=0.9, weight_decay=1e-4, schedule="multistep", gamma=0.1)),
+    "squeezenet_imagenet.yaml": ("Iandola et al. 2016, SqueezeNet (the released solver)", dict(
+        model="squeezenet1_0", img_size=227, augment="alexnet", batch_size=512, optimizer="sgd", lr=0.04,
+        momentum=0.9, weight_decay=2e-4, schedule="linear", schedule_unit="iter", min_lr=0.0)),
+    "efficientnet_b0_imagenet.yaml": ("Tan & Le 2019, EfficientNet, Section 5.2", dict(
+        model="efficientnet_b0", drop_path_rate=0.2, img_size=224, optimizer="rmsprop_tf", rmsprop_decay=0.9,
+        momentum=0.9, lr=0.256, schedule="exponential", schedule_unit="epoch", step_size=2.4, gamma=0.97,
+        weight_decay=1e-5)),
+    "mobilenet_v1_imagenet.yaml": ("Howard et al. 2017, MobileNets, Section 4 (Inception-v3's RMSProp)", dict(
+        model="mobilenet_v1_100", img_size=224, optimizer="rmsprop_tf", rmsprop_decay=0.9, rmsprop_eps=1.0,
+        label_smoothing=0.0)),
+    "pyramidnet_cifar10.yaml": ("Han et al. 2017, PyramidNet, Section 4", dict(
+        model="pyramidnet110_a48", data="cifar10", augment="cifar", epochs=300, batch_size=128, optimizer="sgd",
+        momentum=0.9, nesterov=True, lr=0.1, weight_decay=1e-4, schedule="multistep", milestones=[150, 225],
+        gamma=0.1)),
+    "shufflenet_v1_imagenet.yaml": ("Zhang et al. 2017, ShuffleNet, Section 4", dict(
+        model="shufflenet_v1_g3", img_size=224, batch_size=1024, lr=0.5, min_lr=0.0, schedule="linear",
+        schedule_unit="iter", weight_decay=4e-5)),
     "polynet_imagenet.yaml": ("Zhang et al. 2016, PolyNet (claims.md)", dict(
         model="polynet", img_size=331, augment="inception", optimizer="rmsprop_tf", rmsprop_decay=0.9,
         rmsprop_eps=1.0, lr=0.45, schedule="multistep", schedule_unit="iter",
@@ -292,3 +319,14 @@ def test_augmentation_constants_are_the_papers():
     assert transforms.VGG_JITTER == (1, 2)  # VGG 3.1: S in [256, 512] for images stored at 256
     assert transforms.STORE_RATIO == 256 / 224  # AlexNet 4.1: 224 crops of 256 images
     assert set(transforms.LIGHTING_AUGMENTS) == {"alexnet", "vgg"}  # AlexNet 4.1, VGG 3.1 ("RGB colour shift")
+
+
+@pytest.mark.parametrize("name, p, paper", [
+    ("squeezenet1_0", 0.5, "SqueezeNet 3.3: dropout 50% after fire9"),
+    ("inception_v4", 0.2, "Inception-v4, Figure 9: dropout keep 0.8"),
+    ("alexnet", 0.5, "AlexNet 4.2: dropout 0.5 in the first two FC layers"),
+])
+def test_dropout_rates_the_papers_fix(name, p, paper):
+    with torch.device("meta"):
+        model = cnnzoo.create_model(name)
+    assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {p}, paper

@@ -55,6 +55,14 @@ TESTS: dict[str, list[str]] = {
     "models/inception_resnet.py": ["tests/test_inception_resnet.py", "tests/test_paper_constants.py"],
     "models/polynet.py": ["tests/test_polynet.py"],
     "models/lenet.py": ["tests/test_lenet.py"],
+    "models/inception_v3.py": ["tests/test_inception_v3.py"],
+    "models/inception_v4.py": ["tests/test_inception_v4.py"],
+    "models/resnext.py": ["tests/test_resnext.py"],
+    "models/squeezenet.py": ["tests/test_squeezenet.py"],
+    "models/mobilenet.py": ["tests/test_mobilenet.py"],
+    "models/efficientnet.py": ["tests/test_efficientnet.py"],
+    "models/shufflenet.py": ["tests/test_shufflenet.py"],
+    "models/pyramidnet.py": ["tests/test_pyramidnet.py"],
 }
 
 def work_dir(module: str) -> Path:

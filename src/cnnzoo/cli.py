@@ -16,7 +16,7 @@ import torch
 
 from . import analysis, registry
 from .analysis.complexity import meta_model, trace
-from .analysis.report import FORMATS
+from .analysis.report import FORMATS, macs_text, reference_macs_text
 from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
 from .engine.trainer import load_trained
 from .engine.config import parse_assignments
@@ -49,11 +49,11 @@ def cmd_list(args: argparse.Namespace) -> None:
     names = registry.list_models(args.pattern)
     if not names:
         raise UsageError(f"no model matches {args.pattern!r}; `cnnzoo list` shows them all")
-    print(f"{'model':<28} {'params':>14} {'GMACs':>9}  input")
+    print(f"{'model':<28} {'params':>14} {'MACs':>9}  input")
     for name in names:
         model = meta_model(name)
         cfg = model.default_cfg
-        print(f"{name:<28} {analysis.count_params(model):>14,} {analysis.count_macs(model) / 1e9:>9.3f}  {cfg.img_size}")
+        print(f"{name:<28} {analysis.count_params(model):>14,} {macs_text(analysis.count_macs(model)):>9}  {cfg.img_size}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -81,13 +81,18 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(f"  {'input':<13}{cfg.in_chans} x {size} x {size}" + ("" if at_ref_size else f"  (paper: {cfg.img_size})"))
     ref_params = f"reference {cfg.params:,}" if cfg.params else "no reference"
     print(f"  {'params':<13}{params:<16,}{ref_params:<24}{_mark(params, cfg.params)}")
+    if cfg.paper_params is not None:  # the paper's rounded figure, beside the exact count
+        d, mparams = _decimals(cfg.paper_params), params / 1e6
+        print(f"  {'':<13}{f'{mparams:.{d}f} M':<16}{f'paper {cfg.paper_params} M':<24}"
+              f"{_mark(mparams, cfg.paper_params, d)}")
     gmacs = macs[""] / 1e9
     if cfg.macs and at_ref_size:
         d = _decimals(cfg.macs)
-        print(f"  {'MACs':<13}{f'{gmacs:.{d}f} G':<16}{f'reference {cfg.macs} G':<24}{_mark(gmacs, cfg.macs, d)}")
+        ref = f"reference {reference_macs_text(cfg.macs)}"
+        print(f"  {'MACs':<13}{macs_text(macs[''], d):<16}{ref:<24}{_mark(gmacs, cfg.macs, d)}")
     else:
-        note = f"reference {cfg.macs} G is at {cfg.img_size}" if cfg.macs else "no reference"
-        print(f"  {'MACs':<13}{f'{gmacs:.3f} G':<16}{note}")
+        note = f"reference {reference_macs_text(cfg.macs)} is at {cfg.img_size}" if cfg.macs else "no reference"
+        print(f"  {'MACs':<13}{macs_text(macs['']):<16}{note}")
     print(f"  {'depth':<13}{tr.total.depth} weight layers on the longest path")
     for label, err in (("top-1 error", cfg.top1_err), ("top-5 error", cfg.top5_err)):
         if err is not None:
@@ -252,6 +257,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"top1={scores['top1']:.2f} top5={scores['top5']:.2f}")
 
 
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from . import reproduce  # trains: imported only when asked
+
+    if args.index:
+        print(f"index={reproduce.write_index(Path(args.index))}")
+        return
+    if args.list or not args.name:
+        print("\n".join(reproduce.describe()))
+        return
+    out = reproduce.run(args.name, args.scale, args.data, args.out)
+    print(f"report={out / 'report.md'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cnnzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -353,6 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("reproduce", help="a paper's experiment by name, with a report of the paper's figures and ours")
+    p.add_argument("name", nargs="?", help="the experiment (`--list` shows them)")
+    p.add_argument("--list", action="store_true", help="each experiment: claim, paper figure, cost of each scale")
+    p.add_argument("--scale", choices=("smoke", "cpu", "paper"), default="smoke",
+                   help="smoke: seconds, checks the pipeline; cpu: reduced, about an hour; paper: the full setting")
+    p.add_argument("--data", help="data spec (cpu and paper scales: CIFAR-10, e.g. cifar10:DIR or folder:PATH)")
+    p.add_argument("--out", help="report folder (default: reproductions/NAME for cpu, reproductions/NAME-SCALE else)")
+    p.add_argument("--index", metavar="DIR", help="write DIR/README.md: one row per report folder in DIR")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 

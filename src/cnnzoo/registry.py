@@ -27,6 +27,7 @@ class ModelCfg:
     paper: str = ""  # the paper's title
     arxiv: str = ""  # its arXiv id, where it has one
     params: int | None = None  # exact reference parameter count at num_classes
+    paper_params: float | None = None  # the paper's own rounded count, in millions, where it prints no exact one
     macs: float | None = None  # reference GMACs at input_size, to the decimals the reference prints
     top1_err: float | None = None  # paper's ImageNet (or CIFAR) top-1 error, %
     top5_err: float | None = None  # paper's top-5 error, %
