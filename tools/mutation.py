@@ -45,7 +45,7 @@ TESTS: dict[str, list[str]] = {
     "data/transforms.py": ["tests/test_paper_constants.py", "tests/test_pipeline_statistics.py",
                            "tests/test_data_transforms.py"],
     "weights.py": ["tests/test_weights_strict.py"],
-    "analysis/complexity.py": ["tests/test_analysis_complexity.py"],
+    "analysis/complexity.py": ["tests/test_analysis_complexity.py", "tests/test_analysis_compare.py"],
     "models/alexnet.py": ["tests/test_alexnet.py", "tests/test_paper_constants.py"],
     "models/vgg.py": ["tests/test_vgg.py"],
     "models/googlenet.py": ["tests/test_googlenet.py", "tests/test_paper_constants.py"],
