@@ -156,3 +156,11 @@ def test_schedule_edges():
     assert schedule(schedule="cosine", epochs=11, warmup=10, schedule_unit="iter")(11) == pytest.approx(0.0, abs=1e-12)
     # lr 0 (a frozen run): no division by zero, the floor is 0
     assert schedule(schedule="cosine", epochs=10, lr=0.0)(10) == 0.0
+
+
+def test_linear_schedule_edges():
+    """Linear (Caffe's poly, power 1): from the end of warmup to 0 (or min_lr) at the last iteration, then flat."""
+    warm = schedule(schedule="linear", epochs=110, warmup=10, schedule_unit="iter", warmup_start=0.0)
+    assert warm(10) == 1.0 and warm(60) == pytest.approx(0.5) and warm(110) == 0.0 and warm(200) == 0.0
+    assert schedule(schedule="linear", epochs=11, warmup=10, schedule_unit="iter")(11) == 0.0
+    assert schedule(schedule="linear", epochs=1)(1) == 0.0
