@@ -295,7 +295,7 @@ def test_eval_crops_centre_and_ten(small_root, large_root, in_memory, size):
         assert flips(x).tolist() == [False] * 5 + [True] * 5 if crops == "ten" else [False]
 
 
-@pytest.mark.parametrize("height, width", [(10, 100), (100, 10), (20, 30), (30, 20)])
+@pytest.mark.parametrize("height, width", [(10, 100), (100, 10), (20, 30), (30, 20), (2000, 3600)])
 def test_random_resized_boxes_fall_back_to_torchvisions_centre_crop(height, width):
     """When no try fits (an image far from the aspect range, crops near the whole area), the box is
     torchvision's fallback: the centre crop with the aspect clamped into [3/4, 4/3]."""
@@ -303,7 +303,8 @@ def test_random_resized_boxes_fall_back_to_torchvisions_centre_crop(height, widt
 
     from cnnzoo.data.transforms import random_resized_boxes
 
-    scale = (0.999, 1.0) if height / width in (0.1, 10.0) else (1.0, 1.0)
+    # boxes larger than the image never fit: (2000, 3600) has an aspect inside the range, so the fallback is whole
+    scale = (0.999, 1.0) if height / width in (0.1, 10.0) else (1.01, 1.02)
     ratio = (3 / 4, 4 / 3) if height / width in (0.1, 10.0) else (1.6, 2.0)
     boxes = random_resized_boxes(4, height, width, torch.Generator().manual_seed(0), scale=scale, ratio=ratio)
     top, left, h, w = RandomResizedCrop.get_params(torch.zeros(1, height, width), list(scale), list(ratio))
@@ -320,3 +321,15 @@ def test_scale_jitter_boxes_are_placed_uniformly():
     assert torch.equal(w, h) and w.min() >= IMG_SIZE / 2 and w.max() <= IMG_SIZE
     assert_spread_uniformly(left, RESIZED - w)
     assert_spread_uniformly(top, RESIZED - h)
+
+
+def test_each_image_falls_back_alone():
+    """Per image: a box that fits is kept, one that does not gets the fallback (here the whole square)."""
+    from cnnzoo.data.transforms import random_resized_boxes
+
+    boxes = random_resized_boxes(400, 50, 50, torch.Generator().manual_seed(0), scale=(0.5, 1.0), attempts=1)
+    left, top, w, h = boxes.unbind(1)
+    assert (left >= 0).all() and (top >= 0).all() and (left + w <= 50).all() and (top + h <= 50).all()
+    whole = (w == 50) & (h == 50)
+    assert 50 < whole.sum() < 350  # about half the single tries miss
+    assert (left[whole] == 0).all() and (top[whole] == 0).all()
