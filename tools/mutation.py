@@ -12,6 +12,7 @@ listed in TESTING.md's table as equivalent.
     python tools/mutation.py layers/lrn.py --report    # report only
     python tools/mutation.py layers/lrn.py --show      # print the diff of every surviving mutant
     python tools/mutation.py data/transforms.py --constants   # the module-level numbers, which mutmut skips
+    python tools/mutation.py data/transforms.py --survivors   # only the survivors, against today's tests
 
 The shared mutmut settings are [tool.mutmut] in pyproject.toml; this script adds the module and its tests.
 """
@@ -208,6 +209,7 @@ def main() -> None:
     parser.add_argument("--show", action="store_true", help="print each survivor's diff (with --report)")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results of the module")
     parser.add_argument("--constants", action="store_true", help="mutate the module-level numbers instead")
+    parser.add_argument("--survivors", action="store_true", help="only test the survivors again (after new tests)")
     args = parser.parse_args()
     modules = list(TESTS) if args.module == "all" else [args.module]
     unknown = [m for m in modules if m not in TESTS]
@@ -226,7 +228,8 @@ def main() -> None:
             if left <= 0:
                 break
             work = prepare(module)
-            mutmut(work, "run", "--max-children", str(args.jobs), budget=left)
+            if not args.survivors:
+                mutmut(work, "run", "--max-children", str(args.jobs), budget=left)
             # mutmut keeps a survivor's verdict; tests added since then get their chance here
             survivors = [k for k, v in results(work).items() if v == "survived"]
             left = args.budget - (time.monotonic() - start)
