@@ -20,6 +20,7 @@ from .analysis.report import FORMATS, macs_text, reference_macs_text
 from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
 from .engine.trainer import load_trained
 from .engine.config import parse_assignments
+from .hub import WeightsNotFoundError
 from .layers.drop import StochasticDepth
 
 
@@ -45,7 +46,22 @@ def _decimals(x: float) -> int:
     return len(repr(x).partition(".")[2])
 
 
+def _accuracy(cfg) -> str:
+    return "" if cfg.top1 is None else f"{cfg.top1:.2f} / {cfg.top5:.2f}"
+
+
 def cmd_list(args: argparse.Namespace) -> None:
+    if args.pretrained:
+        from .hub import get_pretrained_cfg, list_pretrained
+
+        tagged = [get_pretrained_cfg(n) for n in list_pretrained(args.pattern) if n.partition(".")[0] in
+                  registry.list_models()]
+        if not tagged:
+            raise UsageError(f"no published weights match {args.pattern!r}; `cnnzoo list --pretrained` shows them all")
+        print(f"{'weights':<42} {'source':<17} {'licence':<13} {'input':>5} {'top-1 / top-5':>15}")
+        for cfg in tagged:
+            print(f"{cfg.name:<42} {cfg.source:<17} {cfg.license:<13} {cfg.input_size[-1]:>5} {_accuracy(cfg):>15}")
+        return
     names = registry.list_models(args.pattern)
     if not names:
         raise UsageError(f"no model matches {args.pattern!r}; `cnnzoo list` shows them all")
@@ -97,6 +113,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     for label, err in (("top-1 error", cfg.top1_err), ("top-5 error", cfg.top5_err)):
         if err is not None:
             print(f"  {label:<13}{'':<16}paper {err}%" + (f"  ({cfg.eval_note})" if cfg.eval_note else ""))
+    _print_weights(args.name)
     gates = [(n, m) for n, m in model.named_modules() if isinstance(m, StochasticDepth)]
     if args.drop_path_rate:
         if not gates:
@@ -114,6 +131,19 @@ def cmd_info(args: argparse.Namespace) -> None:
                   f" {1 - saved / macs['']:.1%} of the full network's {gmacs:.3f} G")
     if args.compare:
         _print_comparison(args.name, model, args.compare, other, size)
+
+
+def _print_weights(name: str) -> None:
+    """The published weights of ``name``: tag, source, licence, preprocessing and accuracy."""
+    from .hub import get_pretrained_cfg, pretrained_tags
+
+    for i, tag in enumerate(pretrained_tags(name)):
+        cfg = get_pretrained_cfg(name, tag)
+        size = cfg.input_size[-1]
+        accuracy = f"top-1 {cfg.top1}%, top-5 {cfg.top5}%" if cfg.top1 is not None else "no published accuracy"
+        label = "weights" if i == 0 else ""
+        print(f"  {label:<13}{cfg.name}{' (default)' if i == 0 else ''}: {cfg.source}, {cfg.license}; {accuracy}"
+              f" at {size} (crop {cfg.crop_pct}, {cfg.interpolation})")
 
 
 def _print_comparison(name: str, model: torch.nn.Module, other_name: str, other: torch.nn.Module, size: int) -> None:
@@ -252,6 +282,28 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    if args.pretrained:
+        if args.checkpoint or not args.model or not args.data:
+            raise UsageError("--pretrained evaluates published weights: give --model NAME and --data DIR,"
+                             " without --checkpoint")
+        if args.crops != "center":
+            raise UsageError("--pretrained scores the weights' own single centre crop; drop --crops")
+        from .engine.pretrained import evaluate_pretrained
+
+        scores = evaluate_pretrained(args.model, args.data, None if args.pretrained is True else args.pretrained,
+                                     batch_size=args.batch_size, device=args.device)
+        w = scores["weights"]
+        side = w["input_size"][-1]
+        print(f"{w['architecture']}.{w['tag']} on {args.data}: {scores['images']} images, {side} crop"
+              f" (crop_pct {w['crop_pct']}, {w['interpolation']}, mean {tuple(w['mean'])}, std {tuple(w['std'])})")
+        print(f"  {'':<8}{'measured':>10}{'published':>11}")
+        for key in ("top1", "top5"):
+            published = "" if w[key] is None else f"{w[key]:.2f}"
+            print(f"  {key:<8}{scores[key]:>10.2f}{published:>11}")
+        print(f"top1={scores['top1']:.2f} top5={scores['top5']:.2f}")
+        return
+    if not args.checkpoint:
+        raise UsageError("give --checkpoint RUN_DIR_OR_FILE, or --pretrained --model NAME for published weights")
     scores = evaluate_checkpoint(args.checkpoint, args.data, crops=args.crops, batch_size=args.batch_size,
                                  device=args.device, model=args.model)
     print(f"top1={scores['top1']:.2f} top5={scores['top5']:.2f}")
@@ -276,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered models with params and MACs")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
+    p.add_argument("--pretrained", action="store_true",
+                   help="the published weights instead: NAME.TAG, source, licence, input size, top-1 / top-5")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="one model: params, MACs, paper and reference figures")
@@ -363,8 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="test top-1/top-5 of a run folder or weight file; ends with `top1=.. top5=..`")
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE",
+    p.add_argument("--checkpoint", metavar="RUN_DIR_OR_FILE",
                    help="a run folder (its last.ckpt), a .ckpt or a .safetensors file")
+    p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="TAG",
+                   help="the published weights of --model (default tag, or TAG) on --data DIR, a folder of class"
+                        " folders (or DIR/val/); prints measured against published accuracy")
     p.add_argument("--data", metavar="SPEC", help="data spec (default: the one the model was trained on)")
     p.add_argument("--crops", choices=["center", "ten"], default="center", help="ten: AlexNet/GoogLeNet 10-crop")
     p.add_argument("--model", help="model name, for weight files that do not record it")
@@ -398,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cnnzoo: error: {e}", file=sys.stderr)
         return 2
-    except (TrainingStopped, CheckpointError) as e:  # a run that stopped, a file that cannot be written or trusted
+    except (TrainingStopped, CheckpointError, WeightsNotFoundError) as e:  # a run that stopped, a file that cannot be written or trusted
         if os.environ.get("CNNZOO_DEBUG"):
             raise
         print(f"cnnzoo: {e}", file=sys.stderr)

@@ -29,9 +29,9 @@ class ModelCfg:
     params: int | None = None  # exact reference parameter count at num_classes
     paper_params: float | None = None  # the paper's own rounded count, in millions, where it prints no exact one
     macs: float | None = None  # reference GMACs at input_size, to the decimals the reference prints
-    top1_err: float | None = None  # paper's ImageNet (or CIFAR) top-1 error, %
-    top5_err: float | None = None  # paper's top-5 error, %
-    eval_note: str = ""  # how the paper's error was measured (single crop, 10-crop, ...)
+    top1_err: float | None = None  # ImageNet (or CIFAR) top-1 error, %: the paper's unless eval_note names a source
+    top5_err: float | None = None  # top-5 error, %, likewise
+    eval_note: str = ""  # how the error was measured (single crop, 10-crop, ...) and by whom if not the paper
 
     @property
     def in_chans(self) -> int:
@@ -84,13 +84,18 @@ def model_cfg(name: str) -> ModelCfg:
     return _CFGS[_lookup(name)]
 
 
-def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None,
+                 pretrained: bool | str = False, **kwargs) -> nn.Module:
     """Build a registered model.
 
     ``num_classes`` and ``in_chans`` default to the model's own (1000 and 3 for
     the ImageNet models, 10 classes for the CIFAR ones, 1 channel for LeNet-5).
+    ``pretrained``: True loads the model's default published weights (or those of
+    TAG when ``name`` is ``NAME.TAG``, as in timm), a string the weights of that tag
+    (``cnnzoo.hub`` lists them).
     Other keywords go to the family's constructor; one it does not take is an error.
     """
+    name, _, tag = name.partition(".")
     builder = _MODELS[_lookup(name)]
     cfg = _CFGS[name]
     num_classes = cfg.num_classes if num_classes is None else num_classes
@@ -104,4 +109,8 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     model.default_cfg = dataclasses.replace(
         cfg, num_classes=num_classes, input_size=(in_chans, *cfg.input_size[1:])
     )
+    if pretrained:
+        from .weights import load_pretrained
+
+        load_pretrained(model, name, (tag or None) if pretrained is True else pretrained)
     return model

@@ -24,9 +24,9 @@ class Comparison:
     params: int
     gmacs: float  # per image at img_size
     depth: int  # weight layers on the longest path (see complexity.weight_depth)
-    top1_err: float | None  # paper, %
+    top1_err: float | None  # reference (the paper's unless eval_note names another source), %
     top5_err: float | None
-    eval_note: str  # how the paper measured it
+    eval_note: str  # how the error was measured, and by whom when not the paper
     infer_img_s: float | None  # measured here, None when not measured
     train_steps_s: float | None  # training steps/s at the same batch size (the Xception paper's speed), or None
 
@@ -66,7 +66,7 @@ COMPARE_COLUMNS = [
     Column("top5_err", "top-5 err %", decimal(2)),
     Column("infer_img_s", "infer img/s", decimal(2)),
     Column("train_steps_s", "train steps/s", decimal(2)),
-    Column("eval_note", "paper's evaluation", left=True),
+    Column("eval_note", "evaluation (source)", left=True),
 ]
 
 

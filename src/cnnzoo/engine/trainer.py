@@ -101,8 +101,12 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 
 def step_seed(seed: int, step: int) -> int:
-    """The stochastic-depth gate seed of training step ``step``: equal on every rank, and again after a resume."""
-    return (seed << 32) + step
+    """The stochastic-depth gate seed of training step ``step``: equal on every rank, and again after a resume.
+
+    A CPU generator keeps only the low 32 bits of its seed, so the run's seed is mixed into those bits
+    (shifted above them, every run would drop the same blocks).
+    """
+    return (seed * 0x9E3779B1 + step) % 2**32
 
 
 def classification_loss(outputs: Tensor | tuple[Tensor, ...], labels: Tensor, criterion: nn.Module,
