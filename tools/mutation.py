@@ -45,7 +45,7 @@ TESTS: dict[str, list[str]] = {
     "engine/optim.py": ["tests/test_paper_constants.py", "tests/test_engine_optim.py"],
     "data/transforms.py": ["tests/test_paper_constants.py", "tests/test_pipeline_statistics.py",
                            "tests/test_data_transforms.py"],
-    "weights.py": ["tests/test_weights_strict.py"],
+    "weights.py": ["tests/test_weights_strict.py", "tests/test_pretrained.py"],
     "analysis/complexity.py": ["tests/test_analysis_complexity.py", "tests/test_analysis_compare.py"],
     "models/alexnet.py": ["tests/test_alexnet.py", "tests/test_paper_constants.py"],
     "models/vgg.py": ["tests/test_vgg.py"],
