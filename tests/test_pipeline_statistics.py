@@ -201,8 +201,11 @@ def test_vgg_scale_jitter_s_in_256_to_512(large_root, in_memory):
     w, h, left, top = box_from_ramps(x)
     assert torch.allclose(w, h, rtol=0.03)  # square crops: isotropic rescaling
     s = 256 * IMG_SIZE / ((w + h) / 2)
-    if in_memory:  # exact boxes: S is a whole number of stored pixels, every one of 72..144 drawn
-        assert_uniform_integers((RESIZED * IMG_SIZE / ((w + h) / 2)).round() - RESIZED, 0, RESIZED)
+    stored_s = (RESIZED * IMG_SIZE / ((w + h) / 2)).round()  # S in stored pixels: a whole number, 72..144
+    if in_memory:  # exact boxes: every one of 72..144 drawn about equally often
+        assert_uniform_integers(stored_s - RESIZED, 0, RESIZED)
+    else:  # the workers resize the image itself to S: both ends are reached
+        assert stored_s.min() == RESIZED and stored_s.max() == 2 * RESIZED
     # (positions are measured below on the boxes themselves: the lighting shift blurs them in the output)
     assert s.min() > 256 * 0.98 and s.max() < 512 * 1.02
     assert s.min() < 270 and s.max() > 490
@@ -333,3 +336,11 @@ def test_each_image_falls_back_alone():
     whole = (w == 50) & (h == 50)
     assert 50 < whole.sum() < 350  # about half the single tries miss
     assert (left[whole] == 0).all() and (top[whole] == 0).all()
+
+
+def test_sample_transform_evaluates_on_the_centre_crop_by_default():
+    from cnnzoo.data.transforms import Geometry, sample_transform
+
+    image = Image.fromarray(ramp(RESIZED, linear))
+    out = sample_transform("none", Geometry.resized(IMG_SIZE), train=False)(image)
+    assert out.shape == (3, IMG_SIZE, IMG_SIZE) and out[0, 0, 0] == linear(4) and out[1, 0, 0] == linear(4)
