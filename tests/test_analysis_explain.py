@@ -49,12 +49,15 @@ def test_densenet_block_growth():
 
 def test_poly2_against_2way_at_equal_cost():
     rows = by_design("poly")
-    f = 320 * 32 + (320 * 32 + 32 * 32 * 9) + (320 * 32 + 32 * 48 * 9 + 48 * 64 * 9) + 128 * 320  # 122,368
+    # PolyNet's stage-A F: Block35's convs at 384 channels (136,704 weights), a BN (gamma, beta) after each
+    weights = 384 * 32 + (384 * 32 + 32 * 32 * 9) + (384 * 32 + 32 * 48 * 9 + 48 * 64 * 9) + 128 * 384
+    f = weights + 2 * (32 + 32 + 32 + 32 + 48 + 64 + 384)
+    assert (weights, f) == (136_704, 137_952)
     poly, way = rows["poly-2  I + F + F^2"], rows["2-way   I + F + G"]
     assert (poly["params"], way["params"]) == (f, 2 * f)
-    assert poly["macs"] == way["macs"] == 2 * f * 35 * 35
+    assert poly["macs"] == way["macs"] == 2 * weights * 35 * 35
     assert rows["poly-3  I + F + F^2 + F^3"]["params"] == f
-    assert rows["mpoly-3 I + F + GF + HGF"]["macs"] == 3 * f * 35 * 35
+    assert rows["mpoly-3 I + F + GF + HGF"]["macs"] == 3 * weights * 35 * 35
 
 
 def test_unknown_topic():

@@ -9,7 +9,8 @@ from standin_data import TinyNet, one_thread, registered, synthetic  # noqa: F40
 from torch import nn
 
 from cnnzoo.engine import (Interrupted, NumericalError, evaluate_checkpoint, load_checkpoint, load_config,
-                           read_weights, train)
+                           train)
+from cnnzoo.files import load_file
 from cnnzoo.engine.metrics import read_metrics
 from cnnzoo.engine.trainer import Trainer, classification_loss, evaluate
 
@@ -42,7 +43,7 @@ def test_run_folder_holds_everything_and_summary_line(tmp_path, one_thread):
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(run.glob("events.out.tfevents.*"))
     assert load_checkpoint(run / "last.ckpt")["epoch"] == 2
-    _, meta = read_weights(run / "best.safetensors")
+    _, meta = load_file(run / "best.safetensors")
     assert meta["model"] == "resnet20" and meta["num_classes"] == 4
     assert meta["top1"] == pytest.approx(max(r["test_top1"] for r in rows), abs=1e-3)
 
@@ -137,7 +138,7 @@ def test_grad_flow_monitor_averages_only_steps_a_block_ran(one_thread):
     seen = []
     for step in range(6):
         model.zero_grad(set_to_none=True)
-        seed_gates(step)
+        seed_gates(model, step)
         model(torch.randn(2, 1, 8, 8)).sum().backward()
         monitor.after_backward()
         grads = [p.grad for p in block.parameters() if p.grad is not None]
@@ -154,7 +155,7 @@ def test_eval_reproduces_the_summary_and_ten_crops(tmp_path, one_thread):
         scores = evaluate_checkpoint(path, data=synthetic(), device="cpu")
         assert (round(scores["top1"], 2), round(scores["top5"], 2)) == (round(result.top1, 2), round(result.top5, 2))
     best = evaluate_checkpoint(result.run_dir / "best.safetensors", data=synthetic(), device="cpu")
-    assert best["top1"] == read_weights(result.run_dir / "best.safetensors")[1]["top1"]
+    assert best["top1"] == load_file(result.run_dir / "best.safetensors")[1]["top1"]
 
     class TenCrops:  # ten identical crops: the averaged softmax must score like the single image
         def __init__(self, loader):

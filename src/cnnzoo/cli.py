@@ -1,8 +1,9 @@
 """The ``cnnzoo`` command line. Thin: it parses, calls the library and prints.
 
-Errors in what the user typed (an unknown model, an input too small, a bad
-value) print one line and exit with status 2; set CNNZOO_DEBUG=1 for the
-traceback.
+Every error prints one line; the exit status (``exit_status``) is 2 for
+anything the user gave wrong (a bad value, a missing or damaged file, bad
+data, a full disk), 1 only for an internal error, 128 + N after signal N.
+Set CNNZOO_DEBUG=1 for the traceback.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import torch
 from . import analysis, registry
 from .analysis.complexity import meta_model, trace
 from .analysis.report import FORMATS, macs_text, reference_macs_text
-from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
+from .engine import TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
 from .engine.trainer import load_trained
+from .files import FileError
 from .engine.config import parse_assignments
 from .hub import WeightsNotFoundError
-from .layers.drop import StochasticDepth
 
 
 class UsageError(ValueError):
@@ -114,21 +115,17 @@ def cmd_info(args: argparse.Namespace) -> None:
         if err is not None:
             print(f"  {label:<13}{'':<16}paper {err}%" + (f"  ({cfg.eval_note})" if cfg.eval_note else ""))
     _print_weights(args.name)
-    gates = [(n, m) for n, m in model.named_modules() if isinstance(m, StochasticDepth)]
     if args.drop_path_rate:
-        if not gates:
+        from .analysis.stochastic_depth import drop_path_cost
+
+        cost = drop_path_cost(model, macs)
+        if cost is None:
             raise UsageError(f"{args.name} has no residual blocks to drop; --drop-path-rate applies to residual families")
-        expected = sum(m.survival_prob for _, m in gates)
-        saved = sum((1 - m.survival_prob) * macs.get(n, 0) for n, m in gates)
-        # Multi-path modules (PolyNet) gate paths whose work runs outside the gates: they report their own saving.
-        multi_path = [(n, m) for n, m in model.named_modules() if hasattr(m, "expected_saved_macs")]
-        saved += sum(m.expected_saved_macs(macs, n) for n, m in multi_path)
-        unit = "paths" if multi_path else "blocks"
-        print(f"  {'stoch. depth':<13}{len(gates)} {unit}, expected active E[L~] = {expected:.2f}"
-              f" (p_L = {1 - args.drop_path_rate:g}, {gates[0][1].mode} mode)")
-        if gates[0][1].mode == "batch":
-            print(f"  {'train MACs':<13}{(macs[''] - saved) / 1e9:.3f} G expected per image,"
-                  f" {1 - saved / macs['']:.1%} of the full network's {gmacs:.3f} G")
+        print(f"  {'stoch. depth':<13}{cost.gates} {'paths' if cost.paths else 'blocks'}, expected active E[L~] ="
+              f" {cost.expected_active:.2f} (p_L = {1 - args.drop_path_rate:g}, {cost.mode} mode)")
+        if cost.mode == "batch":
+            print(f"  {'train MACs':<13}{(macs[''] - cost.saved_macs) / 1e9:.3f} G expected per image,"
+                  f" {1 - cost.saved_macs / macs['']:.1%} of the full network's {gmacs:.3f} G")
     if args.compare:
         _print_comparison(args.name, model, args.compare, other, size)
 
@@ -216,17 +213,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .deploy import deploy, export, load_checkpoint
+    from .deploy import deploy, export
 
     size = registry.model_cfg(args.name).img_size if args.input_size is None else args.input_size
     analysis.check_input_size(args.name, size)
-    if args.checkpoint and Path(args.checkpoint).suffix in ("", ".ckpt", ".safetensors"):
-        model, _ = load_trained(args.checkpoint, args.name)  # a cnnzoo run: its classes and channels
+    if args.checkpoint:  # any weight file (cnnzoo.files.load_file); a cnnzoo run's classes and channels
+        model, _ = load_trained(args.checkpoint, args.name)
     else:
         model = registry.create_model(args.name)
-    if args.checkpoint and Path(args.checkpoint).suffix not in ("", ".ckpt", ".safetensors"):
-        load_checkpoint(model, args.checkpoint)  # a torch file from elsewhere, holding a state dict
-    elif not args.checkpoint:
         print(f"cnnzoo: note: no --checkpoint given, exporting {args.name} with random weights", file=sys.stderr)
     if not args.no_deploy:
         model = deploy(model, size, channels_last=False)  # BN folded, dropout and aux heads gone
@@ -238,14 +232,14 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_table(args: argparse.Namespace) -> None:
     from .analysis.table import model_table, update_readme
+    from .files import write_bytes
 
     if args.write is None:
         print(model_table())
         return
     with open(args.write, encoding="utf-8") as f:
         text = f.read()
-    with open(args.write, "w", encoding="utf-8") as f:
-        f.write(update_readme(text))
+    write_bytes(args.write, update_readme(text).encode("utf-8"))
     print(f"model table in {args.write} regenerated ({len(registry.list_models())} models)")
 
 
@@ -257,7 +251,7 @@ def cmd_check_data(args: argparse.Namespace) -> int:
         raise UsageError(f"check-data checks ImageFolder trees; {args.path!r} is a built-in data set")
     report = check_folder(path, workers=args.workers)
     print("\n".join(report.lines()))
-    return 1 if report.problems else 0
+    return 2 if report.problems else 0  # bad data is the user's to fix: the exit status of every user error
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -393,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("check-data", help="check an ImageFolder tree file by file, without training "
-                                          "(exit 0 clean, 1 problems found)")
+                                          "(exit 0 clean, 2 problems found)")
     p.add_argument("path", help="PATH or folder:PATH holding train/ and val/ (or test/)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     p.set_defaults(func=cmd_check_data)
@@ -441,7 +435,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_status(error: BaseException) -> tuple[int, str]:
+    """The one mapping from an error to the exit status and the line printed: 2 for what the user gave wrong
+    (a bad value, a missing or damaged file, bad data, a full disk), 1 for an internal error (a bug),
+    128 + N for a signal; a run stopped by its own numbers says so (exit 2: lower the learning rate)."""
+    if isinstance(error, (TrainingStopped, FileError, WeightsNotFoundError)):  # a stopped run; a file that cannot
+        # be written, trusted or found
+        return getattr(error, "exit_code", 2), f"cnnzoo: {error}"
+    if isinstance(error, ValueError):  # UsageError, ConfigError, DataError and the library's argument errors
+        return 2, f"cnnzoo: error: {error}"
+    if isinstance(error, BrokenPipeError):  # the reader went away (`cnnzoo list | head`): nothing to say
+        return 0, ""
+    if isinstance(error, OSError):  # a file or folder the user named that cannot be read or written
+        where = f": {error.filename}" if error.filename else ""
+        return 2, f"cnnzoo: error: {error.strerror or error}{where}"
+    if isinstance(error, KeyboardInterrupt):
+        return 130, "cnnzoo: interrupted"
+    return 1, (f"cnnzoo: internal error: {type(error).__name__}: {error} (a bug in cnnzoo: please report it;"
+               " CNNZOO_DEBUG=1 shows the traceback)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every error ends as one line on stderr and the status of ``exit_status``."""
     try:
         args, extra = build_parser().parse_known_args(argv)
         # argparse stops collecting KEY=VALUE positionals at the first option after them; gather the rest
@@ -449,18 +464,14 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides += extra
         elif extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `cnnzoo {args.command} --help`)")
-        status = args.func(args) or 0
-    except ValueError as e:  # UsageError, and the library's own argument errors
+        return args.func(args) or 0
+    except (Exception, KeyboardInterrupt) as e:
         if os.environ.get("CNNZOO_DEBUG"):
             raise
-        print(f"cnnzoo: error: {e}", file=sys.stderr)
-        return 2
-    except (TrainingStopped, CheckpointError, WeightsNotFoundError) as e:  # a run that stopped, a file that cannot be written or trusted
-        if os.environ.get("CNNZOO_DEBUG"):
-            raise
-        print(f"cnnzoo: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 1)
-    return status
+        status, line = exit_status(e)
+        if line:
+            print(" ".join(line.split("\n")), file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

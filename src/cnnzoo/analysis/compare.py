@@ -8,9 +8,12 @@ AlexNet, GoogLeNet and VGG at a glance.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from ..files import write_bytes
 from ..registry import create_model, model_cfg
 from .bench import benchmark
 from .complexity import count_params, meta_model, trace
@@ -133,6 +136,8 @@ def plot_comparison(rows: list[Comparison], path: str, metric: str = "top1_err")
         ax.set_title(f"{label.split(' (')[0]} against {title}")
         ax.grid(True, which="both", alpha=0.3)
         ax.margins(x=0.25, y=0.1)
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=120)
     plt.close(fig)
+    write_bytes(path, buf.getvalue())  # atomically: a full disk keeps the previous plot
     return left_out

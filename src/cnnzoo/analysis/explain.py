@@ -1,10 +1,13 @@
 """The textbook comparisons behind these architectures, measured on real modules (``cnnzoo explain TOPIC``).
 
-Each topic builds the competing designs as plain ``nn.Conv2d`` stacks (on the
-meta device: nothing is allocated), and counts their parameters and MACs with
-the same counter as every model (``complexity.trace``). No formula is typed
-in: the numbers are what the modules have, and the tests check them against
-the hand derivations quoted in each docstring.
+Each topic builds the competing designs from the modules the families use
+(GoogLeNet's ``Inception``, ``SeparableConv2d``, DenseNet's ``DenseBlock``,
+PolyNet's ``PolyInception``; a plain ``nn.Conv2d`` stack where the design is
+nothing more), on the meta device (nothing is allocated), and counts their
+parameters and MACs with the same counter as every model
+(``complexity.trace``). No formula is typed in: the numbers are what the
+modules have, and the tests check them against the hand derivations quoted in
+each docstring.
 """
 
 from __future__ import annotations
@@ -13,8 +16,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from ..layers import SeparableConv2d
+from ..models.densenet import DenseBlock
+from ..models.googlenet import Inception, InceptionNaive
+from ..models.polynet import PolyInception
 from .complexity import _MetaShortcuts, count_params, share, trace
 from .report import Column, integer, render
 
@@ -26,32 +33,6 @@ class Explanation:
     columns: list[Column]
     rows: list[dict]
     summary: list[str]  # sentences with the computed comparison
-
-
-class Branches(nn.Module):
-    """Parallel branches over one input, concatenated along channels: an Inception module."""
-
-    def __init__(self, *branches: nn.Module):
-        super().__init__()
-        self.branches = nn.ModuleList(branches)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([branch(x) for branch in self.branches], 1)
-
-
-def branch(in_chs: int, spec: list[tuple], bias: bool = True) -> nn.Sequential:
-    """A branch from its spec: ``("conv", out_chs, kernel)`` (+ReLU) or ``("maxpool", kernel)``, sizes kept."""
-    layers: list[nn.Module] = []
-    for kind, *args in spec:
-        if kind == "conv":
-            out_chs, k = args
-            layers += [nn.Conv2d(in_chs, out_chs, k, padding=k // 2, bias=bias), nn.ReLU(inplace=True)]
-            in_chs = out_chs
-        elif kind == "maxpool":
-            layers.append(nn.MaxPool2d(args[0], stride=1, padding=args[0] // 2))
-        else:
-            raise ValueError(f"unknown branch layer {kind!r}; use 'conv' or 'maxpool'")
-    return nn.Sequential(*layers)
 
 
 def _measure(module: nn.Module, in_chs: int, size: int) -> tuple[int, int, tuple]:
@@ -117,18 +98,8 @@ def inception_reductions(size: int = 28, in_chs: int = 192, ch1x1: int = 64, ch3
     = 128,049,152). Naive: 192*64 + 192*128*9 + 192*32*25 = 387,072 weights,
     and the pooling branch passes all 192 channels, so 416 leave, not 256.
     """
-    with_red = Branches(
-        branch(in_chs, [("conv", ch1x1, 1)]),
-        branch(in_chs, [("conv", ch3x3red, 1), ("conv", ch3x3, 3)]),
-        branch(in_chs, [("conv", ch5x5red, 1), ("conv", ch5x5, 5)]),
-        branch(in_chs, [("maxpool", 3), ("conv", pool_proj, 1)]),
-    )
-    naive = Branches(
-        branch(in_chs, [("conv", ch1x1, 1)]),
-        branch(in_chs, [("conv", ch3x3, 3)]),
-        branch(in_chs, [("conv", ch5x5, 5)]),
-        branch(in_chs, [("maxpool", 3)]),
-    )
+    with_red = Inception(in_chs, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)
+    naive = InceptionNaive(in_chs, ch1x1, ch3x3, ch5x5)
     rows = []
     for name, module in (("naive (no 1x1 reductions)", naive), ("with 1x1 reductions", with_red)):
         params, macs, out = _measure(module, in_chs, size)
@@ -151,10 +122,9 @@ def separable(channels: int = 728, size: int = 19) -> Explanation:
     pointwise C*C = 529,984, together 536,536: 1/9 + 1/C of the full conv.
     """
     full = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-    sep = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
-                        nn.Conv2d(channels, channels, 1, bias=False))
+    sep = SeparableConv2d(channels, channels, 3)
     rows = []
-    for name, module in (("full 3x3 conv", full), ("depthwise 3x3", sep[0]), ("pointwise 1x1", sep[1]),
+    for name, module in (("full 3x3 conv", full), ("depthwise 3x3", sep.depthwise), ("pointwise 1x1", sep.pointwise),
                          ("depthwise separable (both)", sep)):
         params, macs, _ = _measure(module, channels, size)
         rows.append(dict(design=name, params=params, macs=macs))
@@ -168,28 +138,6 @@ def separable(channels: int = 728, size: int = 19) -> Explanation:
     )
 
 
-class DenseBlock(nn.Module):
-    """DenseNet-BC block: layer l sees the concatenation of the input and all l - 1 earlier outputs."""
-
-    def __init__(self, in_chs: int, growth: int, num_layers: int, bn_size: int = 4):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            nn.Sequential(
-                nn.BatchNorm2d(in_chs + i * growth), nn.ReLU(inplace=True),
-                nn.Conv2d(in_chs + i * growth, bn_size * growth, 1, bias=False),  # bottleneck to 4k
-                nn.BatchNorm2d(bn_size * growth), nn.ReLU(inplace=True),
-                nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False),  # k new feature maps
-            )
-            for i in range(num_layers)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        features = [x]
-        for layer in self.layers:
-            features.append(layer(torch.cat(features, 1)))
-        return torch.cat(features, 1)
-
-
 def densenet_growth(in_chs: int = 64, growth: int = 32, num_layers: int = 6, size: int = 56) -> Explanation:
     """Channel growth through a DenseNet-BC block (DenseNet-121's first block: k0 = 64, k = 32, 6 layers, 56x56).
 
@@ -197,12 +145,12 @@ def densenet_growth(in_chs: int = 64, growth: int = 32, num_layers: int = 6, siz
     leaves 64 + 6 * 32 = 256. Layer 1 holds 2*64 + 64*128 + 2*128 + 128*32*9
     = 45,440 parameters and 56*56*(64*128 + 128*32*9) = 141,295,616 MACs.
     """
-    block = DenseBlock(in_chs, growth, num_layers)
+    block = DenseBlock(num_layers, in_chs, growth)
     tr = trace(block, (in_chs, size, size))
     macs = tr.module_macs()
-    rows = [dict(design=f"layer {i + 1}", in_chs=layer[0].num_features, new=growth,
-                 out_chs=layer[0].num_features + growth, params=count_params(layer), macs=macs[f"layers.{i}"])
-            for i, layer in enumerate(block.layers)]
+    rows = [dict(design=f"layer {i + 1}", in_chs=layer.norm1.num_features, new=growth,
+                 out_chs=layer.norm1.num_features + growth, params=count_params(layer), macs=macs[name])
+            for i, (name, layer) in enumerate(block.items())]
     out_chs = tr.total.output_shape[1]
     return Explanation(
         "densenet", f"DenseNet-BC block: k0 = {in_chs}, growth k = {growth}, {num_layers} layers, {size}x{size}",
@@ -216,65 +164,33 @@ def densenet_growth(in_chs: int = 64, growth: int = 32, num_layers: int = 6, siz
     )
 
 
-class PolyModule(nn.Module):
-    """A PolyInception module: x + beta * sum of its paths, each path a chain of residual blocks.
-
-    ``paths`` lists, per order, the blocks applied to the previous order's
-    output: poly-2 is ``[[F], [F]]`` (F applied to F(x)), 2-way ``[[F], [G]]``
-    with both on x. ``cascade`` says whether order n starts from order n - 1's
-    output (poly, mpoly) or from x (n-way).
-    """
-
-    def __init__(self, blocks: list[nn.Module], cascade: bool, beta: float = 0.3):
-        super().__init__()
-        unique = list({id(b): b for b in blocks}.values())
-        self.blocks = nn.ModuleList(unique)  # each distinct block once, so shared weights count once
-        self.order = [unique.index(b) for b in blocks]
-        self.cascade, self.beta = cascade, beta
-
-    def forward(self, x: Tensor) -> Tensor:
-        out, h = x, x
-        for i in self.order:
-            h = self.blocks[i](h if self.cascade else x)
-            out = out + self.beta * h
-        return out
-
-
-def _inception_residual_block(chs: int = 320) -> nn.Sequential:
-    """Inception-ResNet-v2's Block35 branches (convs only, no bias or BN) and its 1x1 back to ``chs``."""
-    return nn.Sequential(
-        Branches(branch(chs, [("conv", 32, 1)], bias=False),
-                 branch(chs, [("conv", 32, 1), ("conv", 32, 3)], bias=False),
-                 branch(chs, [("conv", 32, 1), ("conv", 48, 3), ("conv", 64, 3)], bias=False)),
-        nn.Conv2d(128, chs, 1, bias=False),
-    )
-
-
-def poly_vs_way(size: int = 35, channels: int = 320) -> Explanation:
+def poly_vs_way(size: int = 35) -> Explanation:
     """PolyInception modules at equal cost (PolyNet, Section 3): poly-2 I + F + F^2 against 2-way I + F + G.
 
-    F is Inception-ResNet-v2's Block35 (convs only): 320*32 + (320*32 +
-    32*32*9) + (320*32 + 32*48*9 + 48*64*9) + 128*320 = 122,368 weights and
-    122,368 * 35 * 35 = 149,900,800 MACs per evaluation. Poly-2 and 2-way both
-    evaluate two blocks (equal MACs); poly-2 shares one block's weights.
+    F is PolyNet's stage-A block (Inception-ResNet-v2's Block35 at 384 channels,
+    a BN after every conv): weights 384*32 + (384*32 + 32*32*9) + (384*32 +
+    32*48*9 + 48*64*9) + 128*384 = 136,704 plus 2 x (32 + 32 + 32 + 32 + 48 + 64
+    + 384) = 1,248 BN parameters, 137,952 in all; 136,704 * 35 * 35 =
+    167,462,400 MACs per evaluation. Poly-2 and 2-way both evaluate two blocks
+    (equal MACs); poly-2 shares one block's weights (F fully shared, its BNs too).
     """
-    f, g, h = (_inception_residual_block(channels) for _ in range(3))
     designs = {
-        "2-way   I + F + G": PolyModule([f, g], cascade=False),
-        "poly-2  I + F + F^2": PolyModule([f, f], cascade=True),
-        "mpoly-2 I + F + GF": PolyModule([f, g], cascade=True),
-        "3-way   I + F + G + H": PolyModule([f, g, h], cascade=False),
-        "poly-3  I + F + F^2 + F^3": PolyModule([f, f, f], cascade=True),
-        "mpoly-3 I + F + GF + HGF": PolyModule([f, g, h], cascade=True),
+        "2-way   I + F + G": "2-way",
+        "poly-2  I + F + F^2": "poly-2",
+        "mpoly-2 I + F + GF": "mpoly-2",
+        "3-way   I + F + G + H": "3-way",
+        "poly-3  I + F + F^2 + F^3": "poly-3",
+        "mpoly-3 I + F + GF + HGF": "mpoly-3",
     }
     rows = []
-    for name, module in designs.items():
-        params, macs, _ = _measure(module, channels, size)
-        rows.append(dict(design=name, evaluations=len(module.order), blocks=len(module.blocks),
+    for name, kind in designs.items():
+        module = PolyInception(kind, "A", poly_sharing="full")
+        params, macs, _ = _measure(module, module.blocks[0].conv2d.conv.out_channels, size)
+        rows.append(dict(design=name, evaluations=len(module.drop_paths), blocks=len(module.blocks),
                          params=params, macs=macs))
     way, poly = rows[0], rows[1]
     return Explanation(
-        "poly", f"PolyInception modules over Block35-like F, G, H: {channels} channels, {size}x{size}",
+        "poly", f"PolyInception modules over PolyNet's stage-A blocks F, G, H: 384 channels, {size}x{size}",
         [_COST[0], Column("evaluations", "block evaluations"), Column("blocks", "distinct blocks"), *_COST[1:]],
         rows,
         [f"Poly-2 and 2-way cost the same ({poly['macs']:,} against {way['macs']:,} MACs: two block "
