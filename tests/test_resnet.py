@@ -53,6 +53,7 @@ def test_stride_in_1x1_saves_the_strided_1x1s_work():
 def test_reference_errors_are_those_measured_on_the_registered_layout(depth, paper_top1, paper_top5):
     """The paper's 10-crop errors (Table 3) go with its layout (stride in the 1x1); the released layout
     (stride in the 3x3) carries torchvision's single-crop figures for the weights it publishes for it."""
+    torchvision = require_peer("torchvision")
     paper, released = (cnnzoo.model_cfg(f"resnet{depth}{tail}") for tail in ("_paper", ""))
     assert (paper.top1_err, paper.top5_err) == (paper_top1, paper_top5) and paper.eval_note == "10-crop, ImageNet val"
     with torch.device("meta"):
