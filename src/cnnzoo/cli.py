@@ -352,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="the textbook design comparisons, measured on real modules")
     p.add_argument("topic", nargs="?", help="leave out to list the topics")
-    p.add_argument("--channels", type=int, help="channel count (3x3, separable; densenet: input channels k0)")
+    p.add_argument("--channels", type=int,
+                   help="channel count (3x3, separable, shufflenet, mobilenet M = N; densenet: input channels k0)")
     p.add_argument("--size", type=int, help="spatial size of the input feature map")
     p.add_argument("--format", choices=FORMATS, default="text")
     p.set_defaults(func=cmd_explain)
