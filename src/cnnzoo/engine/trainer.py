@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .. import registry
+from ..device import resolve_device
 from ..analysis import check_input_size
 from ..layers.drop import StochasticDepth, seed_gates
 from . import distributed
@@ -76,17 +77,6 @@ class Result:
     def summary(self) -> str:
         """The one line scripts read: ``top1=NN.NN top5=NN.NN run=DIR``."""
         return f"top1={self.top1:.2f} top5={self.top5:.2f}" + (f" run={self.run_dir}" if self.run_dir else "")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but torch sees no CUDA GPU; use --device cpu (or auto)")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    if name in ("auto", "cpu"):
-        return torch.device("cpu")
-    raise ConfigError(f"unknown device {name!r}: use auto, cpu or cuda")
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
