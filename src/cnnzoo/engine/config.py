@@ -81,6 +81,7 @@ class TrainConfig:
     name: str | None = None  # run folder name; None = MODEL-DATA-TIMESTAMP
     seed: int = 0  # seeds weights, data order, augmentation, dropout and stochastic-depth gates
     checkpoint_every: int = 0  # also checkpoint every N training steps (0 = only at the end of each epoch)
+    log_every: int = 50  # steps between log points, the only steps that wait for the device (progress, NaN check)
     stop_after: int = 0  # stop (checkpointed, resumable) after this many epochs in this session; 0 = run to the end
     eval_every: int = 1  # evaluate on the test split every N epochs (and always after the last)
     grad_flow: bool = False  # log each residual block's mean |gradient| per epoch (grad_flow.csv/.png)
