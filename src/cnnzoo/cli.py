@@ -230,8 +230,10 @@ def _model_with_weights(name: str, checkpoint: str | None) -> torch.nn.Module:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .deploy import deploy, export
+    from .deploy import deploy, export, require_onnx
 
+    if args.format == "onnx":
+        require_onnx()  # before any work
     size = input_size(args, args.name)
     model = _model_with_weights(args.name, args.checkpoint)
     if not args.no_deploy:
@@ -266,7 +268,8 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model with a recipe; ends with `top1=.. top5=.. run=DIR`",
                        description="Train; with no arguments ResNet-20 on the embedded digits (a few CPU minutes).")
-    p.add_argument("--config", metavar="YAML", help="a recipe, e.g. configs/resnet_cifar10.yaml")
+    p.add_argument("--config", metavar="RECIPE", help="a packaged recipe by name (`cnnzoo recipes`), e.g."
+                                                     " resnet_cifar10, or the path of a YAML file")
     p.add_argument("--model", help="registered model name (`cnnzoo list`)")
     p.add_argument("--data", metavar="SPEC", help="digits | cifar10[:PATH] | cifar100[:PATH] | folder:PATH | PATH")
     p.add_argument("--epochs", type=int)
@@ -304,6 +307,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(result.summary())
 
 
+def add_recipes(sub) -> None:
+    p = sub.add_parser("recipes", help="the papers' training recipes shipped with cnnzoo (`train --config NAME`)")
+    p.set_defaults(func=cmd_recipes)
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    from .engine.config import recipes
+
+    found = recipes()
+    width = max(map(len, found))
+    for name, about in found.items():
+        print(f"{name:<{width}}  {about}")
+
+
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="test top-1/top-5 of a run folder or weight file; ends with `top1=.. top5=..`")
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE", type=existing_path,
@@ -325,7 +342,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------- the parser and the entry point
 
 SUBCOMMANDS: list[Callable] = [add_list, add_info, add_compare, add_explain, add_bench, add_export, add_table,
-                               add_check_data, add_train, add_eval]
+                               add_check_data, add_recipes, add_train, add_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:
