@@ -3,8 +3,9 @@
 A run's config is built in layers, each overriding the one before:
 the defaults below (the no-argument run: ResNet-20 on the embedded digits),
 a recipe (a YAML file, or one packaged in ``cnnzoo/configs/``, by name),
-the command-line flags, then ``KEY=VALUE`` pairs. The resolved config is written as ``config.yaml`` into the run folder,
-so ``--resume`` and ``cnnzoo eval`` rebuild exactly the same run.
+the command-line flags, then ``KEY=VALUE`` pairs. The resolved config is
+written as ``config.yaml`` into the run folder, so ``--resume`` and
+``cnnzoo eval`` rebuild exactly the same run.
 
 Values are checked against the field types; an unknown key or a wrong type is
 a ``ConfigError``, one line naming the key and what it accepts.
