@@ -18,7 +18,7 @@ def test_side_by_side_figures(rows):
     r20, r50, r18 = rows
     assert (r20.img_size, r20.params, r20.depth, r20.top1_err) == (32, 269_722, 20, 8.75)
     assert (r50.img_size, r50.params, r50.depth, r50.top1_err, r50.top5_err) == (224, 25_557_032, 50, 22.85, 6.71)
-    assert round(r50.gmacs, 3) == 4.089 and r50.infer_img_s is None
+    assert round(r50.gmacs, 3) == 4.089 and r50.infer_img_s is None and r50.train_steps_s is None
     assert r18.top1_err is None
 
 
@@ -32,7 +32,7 @@ def test_common_input_size_changes_macs_not_params():
 
 def test_speed_is_measured():
     row = compare(["resnet20"], speed=True, steps=1, device="cpu")[0]
-    assert row.infer_img_s > 0
+    assert row.infer_img_s > 0 and row.train_steps_s > 0
 
 
 def test_plot_writes_png_and_names_models_left_out(rows, tmp_path):

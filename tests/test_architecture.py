@@ -18,8 +18,9 @@ MAY_IMPORT = {
     "analysis": {"models", "layers", "core"},
     "deploy": {"analysis", "models", "layers", "core"},
     "engine": {"data", "analysis", "deploy", "models", "layers", "core"},
+    "reproduce": {"engine", "data", "analysis", "deploy", "models", "layers", "core"},
     "cnnzoo": {"engine", "data", "analysis", "deploy", "models", "layers", "core", "other"},  # the package's __init__
-    "cli": {"engine", "data", "analysis", "deploy", "models", "layers", "core", "other", "cnnzoo"},
+    "cli": {"reproduce", "engine", "data", "analysis", "deploy", "models", "layers", "core", "other", "cnnzoo"},
     "__main__": {"cli"},
 }
 

@@ -78,3 +78,10 @@ def test_step_cosine_and_warmup():
 def test_multistep_without_milestones_is_an_error():
     with pytest.raises(ValueError, match="milestones"):
         Schedule(load_config(None, {"schedule": "multistep"}), 10)
+
+
+def test_linear_decays_evenly_to_min_lr():
+    f = factors(schedule="linear", min_lr=0.0)  # lr 0.1 in the defaults; 100 steps
+    assert f[0] == 1.0 and f[25] == pytest.approx(0.75) and f[50] == pytest.approx(0.5) and f[99] == pytest.approx(0.01)
+    floor = factors(schedule="linear", min_lr=0.02)
+    assert floor[50] == pytest.approx(0.2 + 0.8 * 0.5)

@@ -321,6 +321,31 @@ def cmd_recipes(args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {about}")
 
 
+def add_reproduce(sub) -> None:
+    p = sub.add_parser("reproduce", help="a paper's experiment by name, with a report of the paper's figures and ours")
+    p.add_argument("name", nargs="?", help="the experiment (`--list` shows them)")
+    p.add_argument("--list", action="store_true", help="each experiment: claim, paper figure, cost of each scale")
+    p.add_argument("--scale", choices=("smoke", "cpu", "paper"), default="smoke",
+                   help="smoke: seconds, checks the pipeline; cpu: reduced, about an hour; paper: the full setting")
+    p.add_argument("--data", help="data spec (cpu and paper scales: CIFAR-10, e.g. cifar10:DIR or folder:PATH)")
+    p.add_argument("--out", help="report folder (default: reproductions/NAME for cpu, reproductions/NAME-SCALE else)")
+    p.add_argument("--index", metavar="DIR", help="write DIR/README.md: one row per report folder in DIR")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from . import reproduce  # trains: imported only when asked
+
+    if args.index:
+        print(f"index={reproduce.write_index(Path(args.index))}")
+        return
+    if args.list or not args.name:
+        print("\n".join(reproduce.describe()))
+        return
+    out = reproduce.run(args.name, args.scale, args.data, args.out)
+    print(f"report={out / 'report.md'}")
+
+
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="test top-1/top-5 of a run folder or weight file; ends with `top1=.. top5=..`")
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE", type=existing_path,
@@ -342,7 +367,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------- the parser and the entry point
 
 SUBCOMMANDS: list[Callable] = [add_list, add_info, add_compare, add_explain, add_bench, add_export, add_table,
-                               add_check_data, add_recipes, add_train, add_eval]
+                               add_check_data, add_recipes, add_train, add_eval, add_reproduce]
 
 
 def build_parser() -> argparse.ArgumentParser:

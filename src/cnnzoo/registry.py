@@ -31,6 +31,7 @@ class ModelCfg:
     paper: str = ""  # the paper's title
     arxiv: str = ""  # its arXiv id, where it has one
     params: int | None = None  # exact reference parameter count at num_classes
+    paper_params: float | None = None  # the paper's own rounded count, in millions, where it prints no exact one
     macs: float | None = None  # reference GMACs at input_size, to the decimals the reference prints
     top1_err: float | None = None  # paper's ImageNet (or CIFAR) top-1 error, %
     top5_err: float | None = None  # paper's top-5 error, %
@@ -127,17 +128,24 @@ def _family(name: str) -> type | None:
 def _constructor_hints(name: str) -> tuple[dict[str, inspect.Parameter], dict[str, Any]]:
     """The keyword parameters of ``name``'s family constructor (and its builder), and their type hints.
 
-    Empty when they cannot be known: no annotated family, or a constructor that takes ``**kwargs`` itself.
+    A constructor that passes ``**kwargs`` on to its base class adds the base's parameters. Empty when they
+    cannot be known: no annotated family, or ``**kwargs`` that reach ``nn.Module``.
     """
-    builder, init = _MODELS[name], getattr(_family(name), "__init__", None)
-    if init is None or init is object.__init__:
+    family = _family(name)
+    if family is None:
         return {}, {}
-    params, hints = {}, {}
-    for fn in (builder, init):
-        found = inspect.signature(fn).parameters.values()
-        if fn is init and any(p.kind == p.VAR_KEYWORD for p in found):
+    inits = [_MODELS[name]]
+    for cls in family.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        if cls in (nn.Module, object):
             return {}, {}
-        params.update({p.name: p for p in found
+        inits.append(cls.__init__)
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()):
+            break
+    params, hints = {}, {}
+    for fn in reversed(inits):  # the most derived signature wins
+        params.update({p.name: p for p in inspect.signature(fn).parameters.values()
                        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)})
         try:
             hints.update(typing.get_type_hints(fn))

@@ -1,4 +1,4 @@
-"""Registered models side by side (``cnnzoo compare``): size, compute, depth, paper error, measured speed.
+"""Registered models side by side (``cnnzoo compare``): size, compute, depth, paper error, measured speeds.
 
 The params-against-error and MACs-against-error charts are the ones the
 architecture papers of this era argue with: a better network sits lower for
@@ -28,14 +28,16 @@ class Comparison:
     top5_err: float | None
     eval_note: str  # how the paper measured it
     infer_img_s: float | None  # measured here, None when not measured
+    train_steps_s: float | None  # training steps/s at the same batch size (the Xception paper's speed), or None
 
 
 def compare(names: list[str], input_size: int | None = None, speed: bool = True, batch_size: int = 1,
             steps: int = 3, device: str = "auto") -> list[Comparison]:
     """One ``Comparison`` per registered model, at its own input size unless ``input_size`` is given.
 
-    ``speed`` measures inference images/s with randomly initialised weights
-    (``steps`` timed batches of ``batch_size`` after one warm-up batch).
+    ``speed`` measures inference images/s and training steps/s (forward,
+    backward, SGD update) with randomly initialised weights (``steps`` timed
+    batches of ``batch_size`` after one warm-up batch each).
     """
     rows = []
     for name in names:
@@ -43,12 +45,14 @@ def compare(names: list[str], input_size: int | None = None, speed: bool = True,
         size = input_size or cfg.img_size
         meta = meta_model(name)
         tr = trace(meta, size)
-        img_s = None
+        img_s = steps_s = None
         if speed:
-            img_s = benchmark(create_model(name), "infer", batch_size, size, device=device, warmup=1,
-                              steps=steps, name=name).samples_per_sec
+            model = create_model(name)
+            timing = dict(batch_size=batch_size, input_size=size, device=device, warmup=1, steps=steps, name=name)
+            img_s = benchmark(model, "infer", **timing).samples_per_sec
+            steps_s = 1000 / benchmark(model, "train", **timing).step_time  # step_time is in ms
         rows.append(Comparison(name, size, count_params(meta), tr.total.macs / 1e9, tr.total.depth,
-                               cfg.top1_err, cfg.top5_err, cfg.eval_note, img_s))
+                               cfg.top1_err, cfg.top5_err, cfg.eval_note, img_s, steps_s))
     return rows
 
 
@@ -61,6 +65,7 @@ COMPARE_COLUMNS = [
     Column("top1_err", "top-1 err %", decimal(2)),
     Column("top5_err", "top-5 err %", decimal(2)),
     Column("infer_img_s", "infer img/s", decimal(2)),
+    Column("train_steps_s", "train steps/s", decimal(2)),
     Column("eval_note", "paper's evaluation", left=True),
 ]
 

@@ -9,6 +9,7 @@ from torch import nn
 from .. import registry
 from ..layers.drop import StochasticDepth
 from .complexity import check_input_size, compare_models, count_macs, count_params, meta_model, trace
+from .report import macs_text, reference_macs_text
 
 
 def _mark(measured: float, reference: float | None, decimals: int = 0) -> str:
@@ -27,11 +28,10 @@ def list_lines(pattern: str = "*") -> Iterator[str]:
     names = registry.list_models(pattern)
     if not names:
         raise ValueError(f"no model matches {pattern!r}; `cnnzoo list` shows them all")
-    yield f"{'model':<28} {'params':>14} {'GMACs':>9}  input"
+    yield f"{'model':<28} {'params':>14} {'MACs':>9}  input"
     for name in names:
         model = meta_model(name)
-        yield (f"{name:<28} {count_params(model):>14,} {count_macs(model) / 1e9:>9.3f}"
-               f"  {model.default_cfg.img_size}")
+        yield f"{name:<28} {count_params(model):>14,} {macs_text(count_macs(model)):>9}  {model.default_cfg.img_size}"
 
 
 def info_lines(name: str, input_size: int | None = None, drop_path_rate: float = 0.0,
@@ -54,14 +54,18 @@ def info_lines(name: str, input_size: int | None = None, drop_path_rate: float =
              f"  {'input':<13}{cfg.in_chans} x {size} x {size}" + ("" if at_ref_size else f"  (paper: {cfg.img_size})")]
     ref_params = f"reference {cfg.params:,}" if cfg.params else "no reference"
     lines.append(f"  {'params':<13}{params:<16,}{ref_params:<24}{_mark(params, cfg.params)}")
+    if cfg.paper_params is not None:  # the paper's rounded figure, beside the exact count
+        d, mparams = _decimals(cfg.paper_params), params / 1e6
+        lines.append(f"  {'':<13}{f'{mparams:.{d}f} M':<16}{f'paper {cfg.paper_params} M':<24}"
+                     f"{_mark(mparams, cfg.paper_params, d)}")
     gmacs = macs[""] / 1e9
     if cfg.macs and at_ref_size:
         d = _decimals(cfg.macs)
-        lines.append(f"  {'MACs':<13}{f'{gmacs:.{d}f} G':<16}{f'reference {cfg.macs} G':<24}"
-                     f"{_mark(gmacs, cfg.macs, d)}")
+        ref = f"reference {reference_macs_text(cfg.macs)}"
+        lines.append(f"  {'MACs':<13}{macs_text(macs[''], d):<16}{ref:<24}{_mark(gmacs, cfg.macs, d)}")
     else:
-        note = f"reference {cfg.macs} G is at {cfg.img_size}" if cfg.macs else "no reference"
-        lines.append(f"  {'MACs':<13}{f'{gmacs:.3f} G':<16}{note}")
+        note = f"reference {reference_macs_text(cfg.macs)} is at {cfg.img_size}" if cfg.macs else "no reference"
+        lines.append(f"  {'MACs':<13}{macs_text(macs['']):<16}{note}")
     lines.append(f"  {'depth':<13}{tr.total.depth} weight layers on the longest path")
     for label, err in (("top-1 error", cfg.top1_err), ("top-5 error", cfg.top5_err)):
         if err is not None:

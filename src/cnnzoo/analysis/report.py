@@ -31,6 +31,17 @@ def decimal(digits: int) -> Callable[[float | None], str]:
     return lambda x: "" if x is None else f"{x:,.{digits}f}"
 
 
+def macs_text(macs: float, decimals: int = 3) -> str:
+    """A MAC count for people: ``decimals`` decimals of G from 1 G up, M (one decimal) below, where the
+    small networks live (LeNet-5, ShuffleNet's 140 M): 0.000 G says nothing."""
+    return f"{macs / 1e9:.{decimals}f} G" if macs >= 1e9 else f"{macs / 1e6:.1f} M"
+
+
+def reference_macs_text(gmacs: float) -> str:
+    """A reference figure (in G, as ``ModelCfg.macs`` keeps it) in the unit ``macs_text`` would use."""
+    return f"{gmacs:g} G" if gmacs >= 1 else f"{gmacs * 1e3:.10g} M"
+
+
 def shape(s: tuple | None) -> str:
     """An output shape without its batch dimension: 64x56x56."""
     return "" if s is None else "x".join(str(d) for d in s[1:]) or "scalar"

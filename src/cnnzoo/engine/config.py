@@ -39,6 +39,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra keywords for the model's constructor
     drop_path_rate: float = 0.0  # stochastic depth 1 - p_L (0.5 = the paper's p_L 0.5); 0 = off
     num_classes: int | None = None  # classifier outputs; None = the data set's class count (must agree if set)
+    init_weights: str | None = None  # start from these weights (.safetensors or .ckpt of this model), e.g. fine-tuning
     sync_bn: bool = False  # DDP: convert BatchNorm to SyncBatchNorm (batch statistics over all GPUs)
 
     # --- data (see cnnzoo.data.build_data)
@@ -63,12 +64,12 @@ class TrainConfig:
     aux_weight: float = 0.3  # weight of each auxiliary head's loss (GoogLeNet: 0.3)
 
     # --- learning-rate schedule (see cnnzoo.engine.optim.Schedule)
-    schedule: Literal["constant", "step", "multistep", "exponential", "cosine"] = "cosine"  # shape after warmup
+    schedule: Literal["constant", "step", "multistep", "exponential", "cosine", "linear"] = "cosine"  # after warmup
     schedule_unit: Literal["epoch", "iter"] = "epoch"  # unit of step_size, milestones and warmup
     step_size: float = 30  # step/exponential: multiply by gamma every step_size units
     milestones: list[float] = field(default_factory=list)  # multistep: multiply by gamma at each of these
     gamma: float = 0.1  # step/multistep/exponential factor (0.94 with step_size 2 for Inception's exponential)
-    min_lr: float = 0.0  # cosine: learning rate at the end of training
+    min_lr: float = 0.0  # cosine / linear: learning rate at the end of training
     warmup: float = 1.0  # linear warmup length in schedule_unit (0 = none)
     warmup_start: float = 0.1  # warmup starts at lr x warmup_start
 

@@ -111,7 +111,11 @@ class Schedule:
         if self.kind == "cosine":  # from the end of warmup to the last iteration
             t = (it - self.warmup) / max(1, self.total - self.warmup)
             return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-        raise ConfigError(f"unknown schedule {self.kind!r}: use constant, step, multistep, exponential or cosine")
+        if self.kind == "linear":  # Caffe's "poly" policy with power 1 (SqueezeNet's released solver, ShuffleNet)
+            t = (it - self.warmup) / max(1, self.total - self.warmup)
+            return self.min_factor + (1 - self.min_factor) * (1 - min(t, 1.0))
+        raise ConfigError(
+            f"unknown schedule {self.kind!r}: use constant, step, multistep, exponential, cosine or linear")
 
 
 def build_scheduler(cfg: TrainConfig, optimizer: Optimizer, steps_per_epoch: int) -> LambdaLR:

@@ -214,6 +214,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         net = registry.create_model(cfg.model, num_classes=self.data.num_classes, in_chans=self.data.in_chans,
                                     **self.meta["model_kwargs"])
+        if cfg.init_weights:  # a resumed run's checkpoint overrides these right after
+            load_weights(net, read_weights(cfg.init_weights)[0], source=cfg.init_weights)
         if cfg.sync_bn and self.world.distributed:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.channels_last = cfg.channels_last and self.device.type == "cuda"

@@ -56,8 +56,12 @@ class BasicBlock(ResidualBlock):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False):
+                 drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False, groups: int = 1,
+                 base_width: int = 64):
         super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError(f"BasicBlock has no groups (got groups={groups}, base_width={base_width}); "
+                             "grouped (ResNeXt) blocks are bottlenecks: use Bottleneck")
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -77,18 +81,25 @@ class Bottleneck(ResidualBlock):
     The released layout (torchvision, "ResNet v1.5") strides the 3x3 conv; the
     paper strides the first 1x1, which gives its Table 1 FLOPs (3.8 G for
     ResNet-50 instead of 4.1 G): ``stride_in_1x1=True``.
+
+    ``groups`` and ``base_width`` make it ResNeXt's block (arXiv 1611.05431,
+    Fig. 3c): the 3x3 is a grouped convolution of ``groups`` (the cardinality
+    C) groups of ``planes * base_width / 64`` channels each (the bottleneck
+    width d); see ``cnnzoo.models.resnext``. The defaults are ResNet's.
     """
 
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False):
+                 drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False, groups: int = 1,
+                 base_width: int = 64):
         super().__init__()
-        self.conv1 = conv1x1(inplanes, planes, stride if stride_in_1x1 else 1)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, 1 if stride_in_1x1 else stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv1x1(planes, planes * self.expansion)
+        width = planes * base_width // 64 * groups
+        self.conv1 = conv1x1(inplanes, width, stride if stride_in_1x1 else 1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, 1 if stride_in_1x1 else stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -110,6 +121,7 @@ class ResNet(ImageClassifier):
         stem: ``"imagenet"`` (7x7/2 conv, 3x3/2 max-pool) or ``"cifar"`` (3x3 conv, no pool).
         shortcut: ``"B"`` (1x1 projection where the shape changes) or ``"A"`` (zero-padded identity).
         stride_in_1x1: stride the bottleneck's first 1x1 (the paper) instead of its 3x3 (released weights).
+        groups, base_width: ResNeXt's cardinality and bottleneck width of each ``Bottleneck`` (1 and 64: ResNet).
         drop_path_rate, drop_path_mode, drop_path_schedule, drop_path_inverted: stochastic depth,
             ``drop_path_rate`` = 1 - p_L; see ``cnnzoo.layers.drop``.
     """
@@ -129,6 +141,8 @@ class ResNet(ImageClassifier):
         drop_path_schedule: str = "linear",
         drop_path_inverted: bool = False,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
+        groups: int = 1,
+        base_width: int = 64,
     ):
         super().__init__()
         self.inplanes = widths[0]
@@ -153,7 +167,7 @@ class ResNet(ImageClassifier):
                     downsample = ZeroPadShortcut(out, s) if shortcut == "A" else nn.Sequential(
                         conv1x1(self.inplanes, out, s), norm_layer(out))
                 drop = StochasticDepth(next(probs), drop_path_mode, drop_path_inverted)
-                stage.append(block(self.inplanes, planes, s, downsample, drop, stride_in_1x1))
+                stage.append(block(self.inplanes, planes, s, downsample, drop, stride_in_1x1, groups, base_width))
                 self.inplanes = out
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
         self.num_stages = len(layers)

@@ -1,0 +1,232 @@
+"""The report folder of a reproduction: report.md, figures and results.json, written from measured runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .. import registry
+from ..analysis import count_macs, count_params
+from ..analysis.complexity import meta_model
+from ..engine.checkpoint import atomic_write
+from .experiments import Experiment, Scale
+
+# The overview's networks, in the order the field built them (those registered are shown).
+OVERVIEW_MODELS = ("alexnet", "vgg16", "vgg19", "googlenet", "inception_v3", "resnet50", "resnet101", "resnet152",
+                   "squeezenet1_0", "xception", "inception_v4", "inception_resnet_v2", "densenet121", "densenet169",
+                   "densenet201", "densenet264", "resnext50_32x4d", "polynet", "mobilenet_v1", "shufflenet_v1_g3",
+                   "efficientnet_b0")
+YEAR = {"alexnet": 2012}  # papers without an arXiv id; the others' year is their id's first two digits
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values)
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _fmt(values: list[float], unit: str = "") -> str:
+    text = f"{_mean(values):.2f}{unit}"
+    return text + (f" ± {_sd(values):.2f}" if len(values) > 1 else "")
+
+
+def verdict(exp: Experiment, scale: str, results: dict[str, list[dict[str, Any]]], arm: str) -> tuple[str, str]:
+    """(verdict, why) for the claim that ``arm`` ends with a lower test error than the baseline."""
+    if scale == "smoke":
+        return "pipeline check", "the smoke scale trains for seconds: it checks the pipeline, not the claim"
+    ours = [r["test_error"] for r in results[arm]]
+    base = [r["test_error"] for r in results[exp.baseline]]
+    gain = _mean(base) - _mean(ours)
+    noise = max(_sd(ours), _sd(base), 0.1)
+    if gain > noise:
+        return "reproduced", f"{gain:.2f} points lower than {exp.baseline} (spread {noise:.2f})"
+    if gain < -2 * noise and len(ours) > 1:
+        return "contradicted", f"{-gain:.2f} points higher than {exp.baseline} over {len(ours)} seeds"
+    return "not at this scale", f"{gain:+.2f} points against {exp.baseline}, within the noise of a reduced run"
+
+
+def _save_figure(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def plot_curves(results: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
+    """Test error against epoch, every arm on one plot (one line per seed)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for i, (arm, runs) in enumerate(results.items()):
+        for j, r in enumerate(runs):
+            ax.plot(r["epochs"], r["test_errors"], color=f"C{i}", marker="o", markersize=3,
+                    label=arm if j == 0 else None, alpha=1.0 if j == 0 else 0.5)
+    ax.set(xlabel="epoch", ylabel="test error %", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def plot_bars(exp: Experiment, results: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Paper vs measured test error per arm (the paper's bar only where it gives a figure)."""
+    from matplotlib.figure import Figure
+
+    arms = list(results)
+    fig = Figure(figsize=(max(6, 1.3 * len(arms)), 4.5))
+    ax = fig.subplots()
+    xs = range(len(arms))
+    ours = [_mean([r["test_error"] for r in results[a]]) for a in arms]
+    errs = [_sd([r["test_error"] for r in results[a]]) for a in arms]
+    ax.bar([x + 0.2 for x in xs], ours, width=0.4, yerr=errs, label="ours (measured)", color="C1")
+    paper = [(x, exp.paper_error[a]) for x, a in zip(xs, arms) if a in exp.paper_error]
+    if paper:
+        ax.bar([x - 0.2 for x, _ in paper], [v for _, v in paper], width=0.4, label="paper", color="C0")
+    ax.set_xticks(list(xs), arms, rotation=20, ha="right")
+    ax.set(ylabel="test error %", title=f"{exp.name}: paper vs measured")
+    ax.legend()
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def _stochastic_depth_extras(exp: Experiment, scale: str, sc: Scale, results: dict[str, list[dict[str, Any]]],
+                             out: Path) -> tuple[list[str], dict[str, tuple[str, str]]]:
+    """Training-time ratio, expected depth and the gradient-flow figure (the stochastic-depth paper's measures)."""
+    from ..engine.gradflow import plot_grad_flow
+    from ..layers import StochasticDepth
+
+    const, sd = (results[a] for a in exp.arms)
+    ratio = _mean([r["train_seconds"] for r in sd]) / _mean([r["train_seconds"] for r in const])
+    model = meta_model(sc.overrides["model"], drop_path_rate=0.5)
+    probs = [m.survival_prob for m in model.modules() if isinstance(m, StochasticDepth)]
+    time_verdict = "pipeline check" if scale == "smoke" else "reproduced" if ratio < 0.9 else "not at this scale"
+    lines = [f"- Training time, stochastic / constant depth: **{ratio:.3f}** (paper: 60 s / 75 s = 0.80 per epoch; "
+             f"{time_verdict}).",
+             f"- Expected depth E[L~] = {sum(probs):.2f} of {len(probs)} residual blocks "
+             f"({sum(probs) / len(probs):.1%}; the paper: about 3L/4)."]
+    csvs = [(arm, r["grad_flow"]) for arm in exp.arms for r in results[arm][:1] if r["grad_flow"]]
+    if len(csvs) == 2:
+        plot_grad_flow([c for _, c in csvs], out / "grad_flow.png", labels=[a for a, _ in csvs])
+        lines.append("- Gradient magnitude of the residual blocks per epoch: `grad_flow.png` (the paper's Figure 7).")
+    return lines, {"training time": (time_verdict, f"stochastic / constant depth = {ratio:.3f} (paper 0.80)")}
+
+
+def write_report(out: Path, exp: Experiment, scale: str, sc: Scale, results: dict[str, list[dict[str, Any]]],
+                 command: str, machine: str, seconds: float) -> None:
+    plot_curves(results, out / "curves.png", f"{exp.name} ({scale} scale)")
+    plot_bars(exp, results, out / "bars.png")
+    verdicts = {arm: verdict(exp, scale, results, arm) for arm in exp.expect_lower if arm in results}
+    extras: list[str] = []
+    if exp.name == "stochastic-depth":
+        extras, more = _stochastic_depth_extras(exp, scale, sc, results, out)
+        verdicts.update(more)
+    rows = ["| arm | paper test error % | ours, last epoch % | ours, best % | training s | verdict |",
+            "|---|--:|--:|--:|--:|---|"]
+    for arm, runs in results.items():
+        v = verdicts.get(arm, ("baseline" if arm == exp.baseline else "", ""))[0]
+        paper = f"{exp.paper_error[arm]:.2f}" if arm in exp.paper_error else "-"
+        rows.append(f"| {arm} | {paper} | {_fmt([r['test_error'] for r in runs])} | "
+                    f"{_fmt([r['best_test_error'] for r in runs])} | {_fmt([r['train_seconds'] for r in runs])} | {v} |")
+    seeds = ", ".join(str(s) for s in sc.seeds)
+    text = "\n".join([
+        f"# {exp.name}", "",
+        f"**Paper.** {exp.paper}.", "",
+        f"**Claim.** {exp.claim}", "",
+        f"**Where.** {exp.figure}.", "",
+        f"## Paper vs ours ({scale} scale)", "",
+        *rows, "",
+        *(f"- {arm}: **{v}**: {why}." for arm, (v, why) in verdicts.items() if arm in results),
+        *extras, "",
+        "![test error per epoch](curves.png)", "", "![paper vs measured](bars.png)", "",
+        *(["![gradient flow](grad_flow.png)", ""] if (out / "grad_flow.png").is_file() else []),
+        "## How this was run", "",
+        f"- Scale: `{scale}`. Reduced: {sc.reduced}.",
+        f"- Command: `{command}`",
+        f"- Seeds: {seeds}; config per arm: {', '.join(f'`{k}={v}`' for k, v in sc.overrides.items())}.",
+        f"- Machine: {machine}. Wall time of this invocation: {seconds / 60:.1f} min "
+        "(runs finished earlier are read, not retrained).",
+        "- Per-run metrics: `metrics-ARM-seedS.csv`; everything above as data: `results.json`.", ""])
+    atomic_write(out / "report.md", lambda f: f.write(text.encode()))
+    summary = {"experiment": exp.name, "scale": scale, "command": command, "machine": machine,
+               "paper_error": exp.paper_error, "arms": results,
+               "verdicts": {a: {"verdict": v, "why": why} for a, (v, why) in verdicts.items()}}
+    atomic_write(out / "results.json", lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+
+
+def overview_rows() -> list[dict[str, Any]]:
+    """Every registered overview network: params and MACs counted here, the paper's errors as registered."""
+    rows = []
+    for name in (n for n in OVERVIEW_MODELS if n in registry.list_models()):
+        model = meta_model(name)
+        cfg = registry.model_cfg(name)
+        year = YEAR.get(name) or (2000 + int(cfg.arxiv[:2]) if cfg.arxiv else None)
+        rows.append({"model": name, "year": year, "paper": cfg.paper, "params": count_params(model),
+                     "gmacs": count_macs(model) / 1e9, "input": cfg.img_size, "top1_err": cfg.top1_err,
+                     "top5_err": cfg.top5_err, "eval": cfg.eval_note})
+    return sorted(rows, key=lambda r: (r["year"] or 0, r["gmacs"]))
+
+
+def overview_report(out: Path, command: str) -> None:
+    from matplotlib.figure import Figure
+
+    rows = overview_rows()
+    fig = Figure(figsize=(12, 5))
+    for ax, key, title in zip(fig.subplots(1, 2), ("top1_err", "top5_err"), ("top-1", "top-5")):
+        points = [r for r in rows if r[key] is not None]
+        dots = ax.scatter([r["gmacs"] for r in points], [r[key] for r in points],
+                          s=[max(12.0, r["params"] / 4e5) for r in points], c=[r["year"] for r in points],
+                          cmap="viridis", alpha=0.7, edgecolors="k")
+        for r in points:
+            ax.annotate(r["model"], (r["gmacs"], r[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set(xscale="log", xlabel="GMACs per image (counted by cnnzoo)", ylabel=f"published {title} error %",
+               title=f"ImageNet {title} error against compute (marker area: parameters)")
+        ax.grid(alpha=0.3)
+    fig.colorbar(dots, label="year")
+    fig.tight_layout()
+    _save_figure(fig, out / "overview.png")
+    table = ["| year | model | params | GMACs | input | top-1 err % | top-5 err % | as measured by the paper |",
+             "|--:|---|--:|--:|--:|--:|--:|---|"]
+    table += [f"| {r['year'] or ''} | `{r['model']}` | {r['params']:,} | {r['gmacs']:.3f} | {r['input']} | "
+              f"{'' if r['top1_err'] is None else r['top1_err']} | {'' if r['top5_err'] is None else r['top5_err']}"
+              f" | {r['eval']} |" for r in rows]
+    text = "\n".join(["# cnn-overview", "",
+                      "**Claim.** Each design of the era lowered the error, the better ones with fewer parameters or "
+                      "fewer operations: GoogLeNet has about 12x fewer parameters than AlexNet at a far lower error.",
+                      "", "Parameters and MACs are counted from cnnzoo's modules (one traced pass on the meta device); "
+                      "the errors are the papers' published figures, as each paper measured them.", "",
+                      *table, "", "![error against compute](overview.png)", "",
+                      f"Command: `{command or 'cnnzoo reproduce cnn-overview'}`", ""])
+    atomic_write(out / "report.md", lambda f: f.write(text.encode()))
+    atomic_write(out / "results.json", lambda f: f.write((json.dumps(rows, indent=2) + "\n").encode()))
+
+
+def write_index(root: Path) -> Path:
+    """``ROOT/README.md``: one row per report folder under ``root``: claim, paper, ours, verdict."""
+    from .experiments import EXPERIMENTS
+
+    rows = ["| experiment | scale | claim | paper | ours | verdict |", "|---|---|---|---|---|---|"]
+    for path in sorted(root.glob("*/results.json")):
+        results = json.loads(path.read_text())
+        if isinstance(results, list):  # the overview: a table, nothing trained
+            rows.append(f"| [{path.parent.name}]({path.parent.name}/report.md) | - | "
+                        f"{EXPERIMENTS['cnn-overview'].claim} | published errors | {len(results)} networks counted "
+                        f"| table and plot |")
+            continue
+        exp = EXPERIMENTS[results["experiment"]]
+        paper = "; ".join(f"{arm} {err}%" for arm, err in results["paper_error"].items()) or exp.figure
+        ours = "; ".join(f"{arm} {_mean([r['test_error'] for r in runs]):.2f}%" for arm, runs in results["arms"].items())
+        verdicts = "; ".join(f"{arm}: {v['verdict']}" for arm, v in results["verdicts"].items())
+        rows.append(f"| [{exp.name}]({path.parent.name}/report.md) | {results['scale']} | {exp.claim} | {paper} | "
+                    f"{ours} | {verdicts} |")
+    text = "\n".join(["# Reproductions", "",
+                      "Each folder is one `cnnzoo reproduce NAME` run: `report.md` (the claim, the paper's figures "
+                      "and ours, what the scale reduces, the command), the figures, per-run `metrics-*.csv` and "
+                      "`results.json`. Test errors are measured; \"paper\" quotes the paper. Regenerate this table "
+                      "with `cnnzoo reproduce --index reproductions`.", "", *rows, ""])
+    atomic_write(root / "README.md", lambda f: f.write(text.encode()))
+    return root / "README.md"

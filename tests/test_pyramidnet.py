@@ -1,0 +1,77 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnzoo.analysis import count_params
+from cnnzoo.analysis.complexity import meta_model
+from cnnzoo.cli import main
+from cnnzoo.layers import StochasticDepth
+from cnnzoo.models.pyramidnet import (IMAGENET_RESULTS, PyramidBasicBlock, _cifar_pyramidnet,
+                                      _imagenet_pyramidnet)
+
+
+def test_widths_grow_by_alpha_over_n_per_block():
+    model = meta_model("pyramidnet110_a48")
+    blocks = [b for stage in model.stages for b in stage]
+    assert len(blocks) == 54 and [len(s) for s in model.stages] == [18, 18, 18]
+    expected = [math.floor(16 + 48 * k / 54) for k in range(1, 55)]
+    assert model.widths == expected
+    assert [b.conv2.out_channels for b in blocks] == expected
+    assert [b.conv1.in_channels for b in blocks] == [16] + expected[:-1]
+    assert expected[0] == 16 and expected[17] == 32 and expected[-1] == 64 == model.num_features
+    assert [b.stride for b in blocks].count(2) == 2 and blocks[18].stride == blocks[36].stride == 2
+    assert [f["num_chs"] for f in model.feature_info] == [32, 48, 64]
+
+
+def test_paper_parameter_counts_table_4():
+    """Table 4 to its 0.1 M, for the networks the floor of Eq. 2 reproduces."""
+    assert round(count_params(meta_model("pyramidnet110_a48")) / 1e6, 1) == 1.7
+    for depth, alpha, params in ((164, 48, 1.7), (200, 240, 26.6), (236, 220, 26.8), (272, 200, 26.0)):
+        with torch.device("meta"):
+            model = _cifar_pyramidnet(depth, alpha, bottleneck=True)
+        assert round(count_params(model) / 1e6, 1) == params, (depth, alpha)
+
+
+@pytest.mark.parametrize("depth, alpha", sorted(IMAGENET_RESULTS))
+def test_imagenet_output_feature_dimension(depth, alpha):
+    with torch.device("meta"):
+        model = _imagenet_pyramidnet(depth, alpha, num_classes=1000)
+    assert model.num_features == IMAGENET_RESULTS[depth, alpha][1] == 4 * (64 + alpha)
+    assert model.feature_info[-1]["reduction"] == 32
+
+
+def test_unit_is_bn_conv_bn_relu_conv_bn_plus_padded_pooled_identity():
+    torch.manual_seed(0)
+    block = PyramidBasicBlock(4, 6, stride=2).eval()
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        shortcut = F.pad(F.avg_pool2d(x, 2, 2), (0, 0, 0, 0, 0, 2))
+        out = block(x)
+        assert torch.allclose(out, shortcut + block.residual(x), atol=1e-6)
+        assert (out < 0).any()  # no ReLU after the addition (Fig. 6d)
+        block.bn1.running_mean.fill_(100.0)  # the branch starts with BN, not ReLU: it sees the raw input
+        assert not torch.allclose(block(x), out)
+
+
+def test_stochastic_depth_drops_whole_branches():
+    model = _cifar_pyramidnet(20, 12, drop_path_rate=0.5)
+    gates = [m for m in model.modules() if isinstance(m, StochasticDepth)]
+    assert [round(g.survival_prob, 4) for g in gates] == [round(1 - l / 9 * 0.5, 4) for l in range(1, 10)]
+    block = model.stages[0][0].train()
+    block.drop_path.survival_prob = 0.0  # never open
+    x = torch.randn(1, 16, 8, 8)
+    assert torch.equal(block(x), F.pad(x, (0, 0, 0, 0, 0, block.out_chs - 16)))
+
+
+def test_bad_depth_is_one_line_error():
+    with pytest.raises(ValueError, match="6n \\+ 2 layers; 111 is not"):
+        _cifar_pyramidnet(111, 48)
+
+
+def test_info_shows_the_papers_1_7_m(capsys):
+    main(["info", "pyramidnet110_a48"])
+    out = capsys.readouterr().out
+    assert any("1.7 M" in line and "paper 1.7 M" in line and "✓ match" in line for line in out.splitlines())
+    assert "4.58%" in out
