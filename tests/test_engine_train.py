@@ -239,3 +239,20 @@ def test_cli_exits_nonzero_naming_epoch_and_step_of_an_inf_gradient(tmp_path, ca
     assert status == 1 and err.count("\n") == 1
     assert "at step 4 (epoch 2, batch 2)" in err and "last good checkpoint" in err
     assert finite(load_checkpoint(tmp_path / "run" / "last.ckpt")["model"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode needs a GPU")
+def test_a_training_step_on_cuda_never_synchronizes(tmp_path):
+    """torch's sync debug mode turns any host-device synchronization into an error: none in the step."""
+    trainer = Trainer(config(tmp_path, name="run", device="cuda"), data=synthetic())
+    images, labels = (t.cuda() for t in next(iter(trainer.data.train.epoch(0))))
+    trainer.model.train()
+    trainer.train_step(images, labels)  # the first step may allocate and set up kernels
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.train_step(images, labels)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert trainer.step == 4
