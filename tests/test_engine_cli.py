@@ -47,6 +47,7 @@ def needs_sixteen(**kwargs):
     (["num_classes=10"], "num_classes 10 disagrees with data 'digits', which has 4 classes"),
     (["--model", "needs_sixteen"], "input size 8 is too small for needs_sixteen: it needs at least 15x15"),
     (["img_size=0"], "input size must be a positive number of pixels, got 0"),
+    (["log_every=0"], "log_every must be at least 1 (steps between log points), got 0"),
     (["--resume", "/nonexistent/run"], "cannot resume /nonexistent/run: no last.ckpt there"),
 ])
 def test_argument_errors_are_one_line_and_status_2(args, message, tmp_path, capsys, standin_cli):

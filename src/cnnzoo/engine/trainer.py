@@ -163,6 +163,8 @@ def _run_dir(cfg: TrainConfig) -> Path:
 def check_config(cfg: TrainConfig, world: World, device: torch.device) -> None:
     """The argument errors that need no data: each a ConfigError/ValueError of one line."""
     registry.model_cfg(cfg.model)  # an unknown model
+    if cfg.log_every < 1:
+        raise ConfigError(f"log_every must be at least 1 (steps between log points), got {cfg.log_every}")
     if cfg.batch_size % world.size:
         raise ConfigError(f"batch_size {cfg.batch_size} does not split evenly over {world.size} processes")
     if cfg.img_size is not None:
@@ -429,7 +431,7 @@ class Trainer:
         """
         self._check_finite(self.epoch if self.batch else self.epoch - 1)
         model_state = self.net.state_dict()
-        if self.world.is_main and (bad := nonfinite_entries(model_state)):
+        if bad := nonfinite_entries(model_state):  # every rank: DDP keeps their weights equal, so all stop
             raise NumericalError(f"the weights hold NaN or Inf ({', '.join(bad[:5])}) at step {self.step}"
                                  f" (epoch {self.epoch + (1 if self.batch else 0)}); {self._last_good()}")
         rngs = distributed.gather_objects(rng_state(), self.world)
