@@ -80,15 +80,24 @@ def pair(name: str, size: int) -> tuple[torch.nn.Module, torch.nn.Module]:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def alternate(steps: dict, rounds: int, steps_per_turn: int, clock=time.perf_counter) -> dict[str, float]:
-    """Median seconds per step of each named step function, timed in turns (one warm-up step each first)."""
+def alternate_rounds(steps: dict, rounds: int, steps_per_turn: int, clock=time.perf_counter,
+                     warmup: int = 1) -> dict[str, list[list[float]]]:
+    """Seconds of every timed step of each named step function, one list per round; the functions take turns
+    (``warmup`` untimed steps each first)."""
     for step in steps.values():
-        step()
+        for _ in range(warmup):
+            step()
     times = {key: [] for key in steps}
     for _ in range(rounds):
         for key, step in steps.items():
-            times[key] += time_steps(step, steps_per_turn, clock)
-    return {key: statistics.median(t) for key, t in times.items()}
+            times[key].append(time_steps(step, steps_per_turn, clock))
+    return times
+
+
+def alternate(steps: dict, rounds: int, steps_per_turn: int, clock=time.perf_counter) -> dict[str, float]:
+    """Median seconds per step of each named step function, timed in turns (one warm-up step each first)."""
+    times = alternate_rounds(steps, rounds, steps_per_turn, clock)
+    return {key: statistics.median(t for turn in turns for t in turn) for key, turns in times.items()}
 
 
 def pairs(names, batch, input_size, header: list[str]):

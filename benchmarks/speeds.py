@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 import cnnzoo
-from cnnzoo.analysis.bench import BENCH_COLUMNS, benchmark
+from cnnzoo.analysis.bench import EXTRA_COLUMNS, TIMM_COLUMNS, benchmark, timm_row
 from cnnzoo.analysis.table import SPEEDS
 
 
@@ -42,11 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             rows = {row["model"]: row for row in csv.DictReader(f)}
     for name in cnnzoo.list_models(args.pattern):
         result = benchmark(name, "infer", args.batch_size, device="cpu", warmup=args.warmup, steps=args.steps)
-        rows[name] = asdict(result)
+        rows[name] = timm_row(result)
         print(f"{name:<28} {result.samples_per_sec:9.2f} img/s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, [c.key for c in BENCH_COLUMNS], lineterminator="\n")
+        columns = [k for k in TIMM_COLUMNS + EXTRA_COLUMNS if any(k in row for row in rows.values())]
+        writer = csv.DictWriter(f, columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows[name] for name in sorted(rows))
     print(f"{len(rows)} rows in {args.out}; now run `cnnzoo table --write README.md`")

@@ -12,7 +12,12 @@ import cnnzoo
 from cnnzoo.analysis.bench import benchmark, format_results, make_step, matmul_gflops
 from cnnzoo.cli import main
 
-TIMM_COLUMNS = ["model", "samples_per_sec", "step_time", "batch_size", "img_size", "param_count", "gmacs"]
+# timm benchmark.py's result rows (https://github.com/huggingface/pytorch-image-models, benchmark.py): the measures
+# prefixed by the bench mode, MACs profiled in inference only, param_count moved last, in millions.
+TIMM_INFER = ["model", "infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size",
+              "infer_gmacs", "param_count"]
+TIMM_TRAIN = ["model", "train_samples_per_sec", "train_step_time", "train_batch_size", "train_img_size",
+              "param_count"]
 
 
 def test_infer_result_fields():
@@ -49,12 +54,26 @@ def test_train_step_on_a_model_with_auxiliary_outputs():
     assert model.a.weight.grad is not None and model.b.weight.grad is None  # loss on the main logits
 
 
-def test_csv_and_json_formats():
+def test_csv_and_json_speak_timms_columns_and_units():
     r = benchmark("resnet20", batch_size=1, input_size=16, device="cpu", warmup=0, steps=1, channels_last=True)
     rows = list(csv.DictReader(io.StringIO(format_results([r], "csv"))))
-    assert list(rows[0])[: len(TIMM_COLUMNS)] == TIMM_COLUMNS
-    assert rows[0]["channels_last"] == "True" and int(rows[0]["param_count"]) == 269_722
-    assert json.loads(format_results([r], "json"))[0]["img_size"] == 16
+    assert list(rows[0])[: len(TIMM_INFER)] == TIMM_INFER
+    row = rows[0]
+    assert row["param_count"] == "0.27"  # millions, two decimals (269,722 parameters)
+    assert float(row["infer_step_time"]) == round(r.step_time, 3)  # milliseconds
+    assert float(row["infer_samples_per_sec"]) == round(r.samples_per_sec, 2)
+    assert float(row["infer_gmacs"]) == round(r.gmacs, 2) and row["infer_img_size"] == "16"
+    assert row["channels_last"] == "True" and "samples_per_sec" not in row
+    assert json.loads(format_results([r], "json"))[0]["infer_img_size"] == 16
+
+
+def test_train_and_mixed_rows_follow_timms_column_order():
+    infer = benchmark("resnet20", batch_size=1, input_size=16, device="cpu", warmup=0, steps=1)
+    train = benchmark("resnet20", "train", batch_size=2, input_size=16, device="cpu", warmup=0, steps=1)
+    header = format_results([train], "csv").splitlines()[0].split(",")
+    assert header[: len(TIMM_TRAIN)] == TIMM_TRAIN and "train_gmacs" not in header
+    header = format_results([infer, train], "csv").splitlines()[0].split(",")
+    assert header[:11] == TIMM_INFER[:-1] + TIMM_TRAIN[1:]
 
 
 def test_cli_bench_deployed(capsys):
@@ -62,7 +81,7 @@ def test_cli_bench_deployed(capsys):
                  "--device", "cpu", "--format", "json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert row["model"] == "resnet20 (deployed)" and row["channels_last"] is True
-    assert row["param_count"] < 269_722  # BN folded into the convs
+    assert row["infer_batch_size"] == 2 and row["param_count"] == 0.27  # millions
 
 
 def test_bad_arguments():

@@ -27,6 +27,7 @@ from .device import DEVICES
 from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
 from .engine.config import parse_assignments
 from .engine.trainer import load_trained
+from .hub import WeightsNotFoundError
 
 
 class UsageError(ValueError):
@@ -57,13 +58,15 @@ def input_size(args: argparse.Namespace, name: str) -> int:
 def add_list(sub) -> None:
     p = sub.add_parser("list", help="registered models with params and MACs")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
+    p.add_argument("--pretrained", action="store_true",
+                   help="the published weights instead: NAME.TAG, source, licence, input size, top-1 / top-5")
     p.set_defaults(func=cmd_list)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from .analysis.info import list_lines
+    from .analysis.info import list_lines, pretrained_lines
 
-    for line in list_lines(args.pattern):
+    for line in (pretrained_lines if args.pretrained else list_lines)(args.pattern):
         print(line)
 
 
@@ -348,8 +351,11 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="test top-1/top-5 of a run folder or weight file; ends with `top1=.. top5=..`")
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE", type=existing_path,
+    p.add_argument("--checkpoint", metavar="RUN_DIR_OR_FILE", type=existing_path,
                    help="a run folder (its last.ckpt), a .ckpt or a .safetensors file")
+    p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="TAG",
+                   help="the published weights of --model (default tag, or TAG) on --data DIR, a folder of class"
+                        " folders (or DIR/val/); prints measured against published accuracy")
     p.add_argument("--data", metavar="SPEC", help="data spec (default: the one the model was trained on)")
     p.add_argument("--crops", choices=["center", "ten"], default="center", help="ten: AlexNet/GoogLeNet 10-crop")
     p.add_argument("--model", help="model name, for weight files that do not record it")
@@ -359,8 +365,33 @@ def add_eval(sub) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    if args.pretrained:
+        return cmd_eval_pretrained(args)
+    if not args.checkpoint:
+        raise UsageError("give --checkpoint RUN_DIR_OR_FILE, or --pretrained --model NAME for published weights")
     scores = evaluate_checkpoint(args.checkpoint, args.data, crops=args.crops, batch_size=args.batch_size,
                                  device=args.device, model=args.model)
+    print(f"top1={scores['top1']:.2f} top5={scores['top5']:.2f}")
+
+
+def cmd_eval_pretrained(args: argparse.Namespace) -> None:
+    """`eval --pretrained`: published weights on a folder, measured against their published accuracy."""
+    from .engine.pretrained import evaluate_pretrained
+
+    if args.checkpoint or not args.model or not args.data:
+        raise UsageError("--pretrained evaluates published weights: give --model NAME and --data DIR,"
+                         " without --checkpoint")
+    if args.crops != "center":
+        raise UsageError("--pretrained scores the weights' own single centre crop; drop --crops")
+    scores = evaluate_pretrained(args.model, args.data, None if args.pretrained is True else args.pretrained,
+                                 batch_size=args.batch_size, device=args.device)
+    w = scores["weights"]
+    print(f"{w['architecture']}.{w['tag']} on {args.data}: {scores['images']} images, {w['input_size'][-1]} crop"
+          f" (crop_pct {w['crop_pct']}, {w['interpolation']}, mean {tuple(w['mean'])}, std {tuple(w['std'])})")
+    print(f"  {'':<8}{'measured':>10}{'published':>11}")
+    for key in ("top1", "top5"):
+        published = "" if w[key] is None else f"{w[key]:.2f}"
+        print(f"  {key:<8}{scores[key]:>10.2f}{published:>11}")
     print(f"top1={scores['top1']:.2f} top5={scores['top5']:.2f}")
 
 
@@ -409,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cnnzoo: error: {e}", file=sys.stderr)
         return 2
-    except (TrainingStopped, CheckpointError) as e:  # a run that stopped, a file that cannot be written or trusted
+    except (TrainingStopped, CheckpointError, WeightsNotFoundError) as e:  # a run stopped; a file not written,
+        # not trusted or not found
         if debug:
             raise
         print(f"cnnzoo: {e}", file=sys.stderr)

@@ -88,13 +88,18 @@ def model_cfg(name: str) -> ModelCfg:
     return _CFGS[_lookup(name)]
 
 
-def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None,
+                 pretrained: bool | str = False, **kwargs) -> nn.Module:
     """Build a registered model.
 
     ``num_classes`` and ``in_chans`` default to the model's own (1000 and 3 for
     the ImageNet models, 10 classes for the CIFAR ones, 1 channel for LeNet-5).
+    ``pretrained``: True loads the model's default published weights (or those of
+    TAG when ``name`` is ``NAME.TAG``, as in timm), a string the weights of that tag
+    (``cnnzoo.hub`` lists them).
     Other keywords go to the family's constructor; one it does not take is an error.
     """
+    name, _, tag = name.partition(".")
     builder = _MODELS[_lookup(name)]
     cfg = _CFGS[name]
     num_classes = cfg.num_classes if num_classes is None else num_classes
@@ -113,6 +118,10 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     model.default_cfg = dataclasses.replace(
         cfg, num_classes=num_classes, input_size=(in_chans, *cfg.input_size[1:])
     )
+    if pretrained:
+        from .weights import load_pretrained
+
+        load_pretrained(model, name, (tag or None) if pretrained is True else pretrained)
     return model
 
 

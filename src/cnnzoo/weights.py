@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
@@ -80,4 +82,87 @@ def import_weights(model: nn.Module, state_dict: Mapping[str, Tensor], source: s
     check_state_dict(model, state_dict)
     with torch.no_grad():
         model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def adapt_input_conv(in_chans: int, weight: Tensor) -> Tensor:
+    """A first-conv ``weight`` (O x C x kH x kW) for ``in_chans`` input channels instead of C (timm's rule).
+
+    One channel sums the filters over C (a grey image then gives the colour weights' response to equal R, G,
+    B). More channels repeat the C filters cyclically and scale them by C / in_chans, which keeps the response to
+    an input whose channels are all equal when in_chans is a multiple of C (and roughly otherwise).
+    """
+    channels = weight.shape[1]
+    if in_chans == channels:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_chans // channels)  # ceil
+    return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (channels / in_chans)
+
+
+def _fit_to_model(model: nn.Module, state_dict: dict[str, Tensor], in_chans: int, num_classes: int) -> list[str]:
+    """Make a pretrained state dict (in cnnzoo's names) fit a model built with other channels or classes.
+
+    A conv weight whose only difference is its input channels (``in_chans`` in the file) is adapted by
+    :func:`adapt_input_conv`; a tensor whose only difference is its leading ``num_classes`` (a classifier)
+    keeps the model's fresh initialisation; the tensors of a classifier or of auxiliary heads
+    (``aux*`` modules) the model was built without are dropped, as torchvision drops the aux heads of its
+    GoogLeNet file by default. Returns what was adapted or re-initialised, for the user.
+    """
+    own = model.state_dict()
+    head = getattr(type(model), "classifier", None)  # the name of the final layer (a class attribute)
+    adapted, fresh = [], []
+    for key in list(state_dict):
+        value = state_dict[key]
+        if key not in own:
+            top = key.split(".", 1)[0]
+            if top == head or top.lower().startswith("aux"):
+                del state_dict[key]
+            continue
+        mine = own[key]
+        if mine.shape == value.shape:
+            continue
+        if (value.ndim == 4 and value.shape[1] == in_chans and mine.shape[0] == value.shape[0]
+                and mine.shape[2:] == value.shape[2:]):
+            state_dict[key] = adapt_input_conv(mine.shape[1], value).to(value.dtype)
+            adapted.append(key)
+        elif value.shape[0] == num_classes and mine.shape[1:] == value.shape[1:]:
+            state_dict[key] = mine.detach().clone()
+            fresh.append(key)
+    notes = []
+    if adapted:
+        notes.append(f"first conv {', '.join(adapted)} adapted from {in_chans} input channels")
+    if fresh:
+        notes.append(f"{', '.join(fresh)} freshly initialised (the weights classify {num_classes} classes)")
+    return notes
+
+
+def read_weight_file(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a downloaded weight file: safetensors, or a torch pickle holding a plain state dict."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_pretrained(model: nn.Module, name: str, tag: str | None = None) -> nn.Module:
+    """Load the published weights of ``name`` (tag ``tag``, default its first; see ``cnnzoo.hub``) into ``model``.
+
+    The file comes from the torch.hub or Hugging Face cache, or is downloaded there. A model built with other
+    ``in_chans`` or ``num_classes`` than the weights' gets an adapted first conv and a fresh classifier, and a
+    warning says so. Sets ``model.pretrained_cfg`` to the file's entry (its preprocessing and accuracy).
+    """
+    from .hub import get_pretrained_cfg, weight_file
+
+    cfg = get_pretrained_cfg(name, tag)
+    state_dict = read_weight_file(weight_file(cfg))
+    state_dict = _converter(model, cfg.source)(dict(state_dict))
+    notes = _fit_to_model(model, state_dict, cfg.input_size[0], cfg.num_classes)
+    import_weights(model, state_dict)
+    if notes:
+        warnings.warn(f"{cfg.name}: " + "; ".join(notes), stacklevel=2)
+    model.pretrained_cfg = cfg.to_dict()
     return model

@@ -11,9 +11,10 @@ Peak memory is CUDA's max allocated bytes during the timed steps, or on the
 CPU the process's peak resident set size (a high-water mark of the whole
 process, so it is meaningful for one benchmark per process, as the CLI runs it).
 
-Results carry timm's ``benchmark.py`` column names (``model, samples_per_sec,
-step_time, batch_size, img_size, param_count, gmacs``) so the CSVs can be read
-side by side.
+CSV and JSON results are timm ``benchmark.py``'s rows, names, units and rounding
+(``model, infer_samples_per_sec, infer_step_time`` in ms, ``infer_batch_size,
+infer_img_size, infer_gmacs``, or the ``train_`` columns, then ``param_count`` in
+millions), followed by cnnzoo's own columns, so they paste beside timm's.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def benchmark(
     )
 
 
-BENCH_COLUMNS = [  # timm's benchmark.py columns first, in its order
+BENCH_COLUMNS = [  # the text table
     Column("model", "model", left=True),
     Column("samples_per_sec", "img/s", decimal(2)),
     Column("step_time", "step ms", decimal(1)),
@@ -207,6 +208,33 @@ BENCH_COLUMNS = [  # timm's benchmark.py columns first, in its order
 ]
 
 
+# timm's benchmark.py: each measure prefixed by its bench mode, param_count last (millions); it profiles MACs in
+# inference only. cnnzoo's own measures follow.
+_TIMM_MEASURES = ("samples_per_sec", "step_time", "batch_size", "img_size", "gmacs")
+TIMM_COLUMNS = ["model", *(f"{mode}_{m}" for mode in MODES for m in _TIMM_MEASURES if (mode, m) != ("train", "gmacs")),
+                "param_count"]
+EXTRA_COLUMNS = ["peak_mem_mb", "gflops", "device", "channels_last", "amp", "compile", "threads", "torch"]
+
+
+def timm_row(r: BenchResult) -> dict:
+    """``r`` as a row of timm's benchmark.py: its column names, units and rounding, then cnnzoo's columns."""
+    row = {
+        "model": r.model,
+        f"{r.mode}_samples_per_sec": round(r.samples_per_sec, 2),
+        f"{r.mode}_step_time": round(r.step_time, 3),  # ms
+        f"{r.mode}_batch_size": r.batch_size,
+        f"{r.mode}_img_size": r.img_size,
+    }
+    if r.mode == "infer":
+        row["infer_gmacs"] = round(r.gmacs, 2)
+    row["param_count"] = round(r.param_count / 1e6, 2)  # millions
+    return row | {key: getattr(r, key) for key in EXTRA_COLUMNS}
+
+
 def format_results(results: list[BenchResult], fmt: str = "text") -> str:
-    """Results as a table (text, csv, json or markdown); CSV and JSON keep full precision."""
-    return render(BENCH_COLUMNS, [asdict(r) for r in results], fmt)
+    """Results as a table: text or markdown with cnnzoo's headings; CSV and JSON as timm's rows (``timm_row``)."""
+    if fmt not in ("csv", "json"):
+        return render(BENCH_COLUMNS, [asdict(r) for r in results], fmt)
+    rows = [timm_row(r) for r in results]
+    keys = [k for k in TIMM_COLUMNS + EXTRA_COLUMNS if any(k in row for row in rows)]
+    return render([Column(k, k) for k in keys], rows, fmt)

@@ -34,6 +34,34 @@ def list_lines(pattern: str = "*") -> Iterator[str]:
         yield f"{name:<28} {count_params(model):>14,} {macs_text(count_macs(model)):>9}  {model.default_cfg.img_size}"
 
 
+def pretrained_lines(pattern: str = "*") -> Iterator[str]:
+    """A header, then one line per published weight set matching ``pattern``: source, licence, input, accuracy."""
+    from ..hub import get_pretrained_cfg, list_pretrained
+
+    tagged = [get_pretrained_cfg(n) for n in list_pretrained(pattern)
+              if n.partition(".")[0] in registry.list_models()]
+    if not tagged:
+        raise ValueError(f"no published weights match {pattern!r}; `cnnzoo list --pretrained` shows them all")
+    yield f"{'weights':<42} {'source':<17} {'licence':<13} {'input':>5} {'top-1 / top-5':>15}"
+    for cfg in tagged:
+        accuracy = "" if cfg.top1 is None else f"{cfg.top1:.2f} / {cfg.top5:.2f}"
+        yield f"{cfg.name:<42} {cfg.source:<17} {cfg.license:<13} {cfg.input_size[-1]:>5} {accuracy:>15}"
+
+
+def weights_lines(name: str) -> list[str]:
+    """The published weights of ``name``: tag, source, licence, preprocessing and accuracy."""
+    from ..hub import get_pretrained_cfg, pretrained_tags
+
+    lines = []
+    for i, tag in enumerate(pretrained_tags(name)):
+        cfg = get_pretrained_cfg(name, tag)
+        accuracy = f"top-1 {cfg.top1}%, top-5 {cfg.top5}%" if cfg.top1 is not None else "no published accuracy"
+        label = "weights" if i == 0 else ""
+        lines.append(f"  {label:<13}{cfg.name}{' (default)' if i == 0 else ''}: {cfg.source}, {cfg.license};"
+                     f" {accuracy} at {cfg.input_size[-1]} (crop {cfg.crop_pct}, {cfg.interpolation})")
+    return lines
+
+
 def info_lines(name: str, input_size: int | None = None, drop_path_rate: float = 0.0,
                compare: str | None = None) -> list[str]:
     """``name``'s params, MACs and depth against its paper's figures; its stochastic-depth savings at
@@ -70,6 +98,7 @@ def info_lines(name: str, input_size: int | None = None, drop_path_rate: float =
     for label, err in (("top-1 error", cfg.top1_err), ("top-5 error", cfg.top5_err)):
         if err is not None:
             lines.append(f"  {label:<13}{'':<16}paper {err}%" + (f"  ({cfg.eval_note})" if cfg.eval_note else ""))
+    lines += weights_lines(name)
     if drop_path_rate:
         lines += _stochastic_depth_lines(name, model, macs, drop_path_rate)
     if compare:

@@ -25,11 +25,11 @@ def _err(value: float | None) -> str:
 
 
 def read_speeds(path: Path | None = SPEEDS) -> dict[str, dict[str, str]]:
-    """Inference rows of a speed CSV (``cnnzoo bench --format csv`` columns), by model; {} if there is none."""
+    """Inference rows of a speed CSV (``cnnzoo bench --format csv``: timm's columns), by model; {} if none."""
     if path is None or not Path(path).exists():
         return {}
     with open(path, newline="", encoding="utf-8") as f:
-        return {row["model"]: row for row in csv.DictReader(f) if row.get("mode", "infer") == "infer"}
+        return {row["model"]: row for row in csv.DictReader(f) if row.get("infer_samples_per_sec")}
 
 
 def _speed_note(rows: list[dict[str, str]]) -> str:
@@ -37,7 +37,7 @@ def _speed_note(rows: list[dict[str, str]]) -> str:
         return "/".join(sorted({row[key] for row in rows}))
 
     return (f"img/s: inference on {values('device')} with random weights at the listed input, batch "
-            f"{values('batch_size')}, {values('threads')} thread(s), torch {values('torch')}; measured by "
+            f"{values('infer_batch_size')}, {values('threads')} thread(s), torch {values('torch')}; measured by "
             "`python benchmarks/speeds.py` into `benchmarks/results/speed.csv` (not reproducible to the digit: "
             "re-measure on your machine).")
 
@@ -61,7 +61,7 @@ def model_table(speeds: Path | None = SPEEDS) -> str:
             checks.append("MACs ✓" if round(gmacs, decimals) == cfg.macs else "MACs ✗")
         err = "" if cfg.top1_err is None and cfg.top5_err is None else \
             f"{_err(cfg.top1_err) or '-'} / {_err(cfg.top5_err) or '-'}"
-        img_s = f"{float(speed[name]['samples_per_sec']):.1f}" if name in speed else ""
+        img_s = f"{float(speed[name]['infer_samples_per_sec']):.1f}" if name in speed else ""
         rows.append(
             f"| `{name}` | {params:,} | {gmacs:.3f} | {cfg.img_size} | {', '.join(checks)} | {err} | {img_s} |"
         )

@@ -14,6 +14,7 @@ over), then writes, from the run folders alone:
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import sys
@@ -108,7 +109,9 @@ def run(name: str, scale: str = "smoke", data: str | None = None, out: str | Pat
             cfg = load_config(None, overrides)
             run_dir = runs / overrides["name"]
             if not _finished(run_dir, cfg.epochs):
-                if loaded is None:  # one data set per seed, shared by the arms (same subset, same order)
+                if loaded is None and (sc.train_images or sc.test_images):
+                    # one reduced data set per seed, shared by the arms (same subset, same order); the full sets
+                    # are built by the trainer itself, sharded across DDP processes
                     loaded = build_data(spec, batch_size=cfg.batch_size, img_size=cfg.img_size, augment=cfg.augment,
                                         seed=seed, workers=cfg.workers)
                     loaded.train = subset(loaded.train, sc.train_images, seed)
@@ -118,11 +121,18 @@ def run(name: str, scale: str = "smoke", data: str | None = None, out: str | Pat
                     shutil.rmtree(run_dir)  # killed before its first checkpoint: start it over
                 say(f"{name}: {arm} (seed {seed}){', resuming' if resume else ''}")
                 train(cfg, data=loaded, resume=resume)
-            results.setdefault(arm, []).append(_measure(run_dir, seed))
-            shutil.copyfile(run_dir / "metrics.csv", out / f"metrics-{overrides['name']}.csv")
+            if _is_main():  # under torchrun, process 0 writes the run folders and the report
+                results.setdefault(arm, []).append(_measure(run_dir, seed))
+                shutil.copyfile(run_dir / "metrics.csv", out / f"metrics-{overrides['name']}.csv")
+    if not _is_main():
+        return out
     write_report(out, exp, scale, sc, results, command or _command(name, scale, data, out), _machine(),
                  time.monotonic() - started)
     return out
+
+
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _measure(run_dir: Path, seed: int) -> dict[str, Any]:
