@@ -106,8 +106,8 @@ def test_decoded_folder_is_cached_until_a_file_changes(tmp_path, monkeypatch):
     assert calls and not torch.equal(third.train.images, first.train.images)
 
 
-def test_check_data_reports_everything_and_exits_1(bad_folder, capsys):
-    assert main(["check-data", str(bad_folder), "--workers", "0"]) == 1
+def test_check_data_reports_everything_and_exits_2(bad_folder, capsys):
+    assert main(["check-data", str(bad_folder), "--workers", "0"]) == 2
     out = capsys.readouterr().out
     assert "classes    4: cat, dog, eel, fish" in out
     assert "train      21 readable images (cat 6, dog 8, eel 0, fish 7)" in out

@@ -46,9 +46,9 @@ def needs_sixteen(**kwargs):
     (["--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
     (["num_classes=10"], "num_classes 10 disagrees with data 'digits', which has 4 classes"),
     (["--model", "needs_sixteen"], "input size 8 is too small for needs_sixteen: it needs at least 15x15"),
-    (["img_size=0"], "input size must be a positive number of pixels, got 0"),
-    (["log_every=0"], "log_every must be at least 1 (steps between log points), got 0"),
-    (["--resume", "/nonexistent/run"], "cannot resume /nonexistent/run: no last.ckpt there"),
+    (["img_size=0"], "config key 'img_size' is out of range: got 0, valid >= 1"),
+    (["--resume", "/nonexistent/run"], "cannot resume /nonexistent/run: no config.yaml there"),
+    (["log_every=0"], "config key 'log_every' is out of range: got 0, valid >= 1"),
 ])
 def test_argument_errors_are_one_line_and_status_2(args, message, tmp_path, capsys, standin_cli):
     with registered(needs_sixteen, input_size=(1, 16, 16), num_classes=4):

@@ -1,5 +1,7 @@
-"""A 2-process gloo DDP run through torchrun on CPU equals one process with the same total batch."""
+"""A 2-process gloo DDP run through torchrun on CPU equals one process with the same total batch, with and
+without stochastic depth."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import torch
 
 from cnnzoo.engine import load_checkpoint
 from cnnzoo.engine.metrics import read_metrics
+from cnnzoo.engine.trainer import step_seed
 
 RUNNER = Path(__file__).with_name("standin_train.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
@@ -41,3 +44,43 @@ def test_two_process_gloo_run_equals_one_process(tmp_path):
         assert r1["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-4)
         for key in ("train_top1", "test_top1", "test_top5"):
             assert r1[key] == r2[key]
+
+
+@pytest.mark.heavy
+def test_stochastic_depth_under_two_process_gloo_equals_one_process(tmp_path):
+    """Batch-mode stochastic depth under DDP: both ranks drop the same blocks (and the same as one process
+    does), a dropped block's parameters go unused without a DDP error, and the weights after 6 steps equal
+    those of one process on the same total batch."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    args = ["train", "--model", "resnet20_no_bn", "--epochs", "2", "--batch-size", "16", "--lr", "0.01",
+            "--device", "cpu", "drop_path_rate=0.5", "tensorboard=false", "name=run"]
+    runs = {}
+    for d, launch in (("two", torchrun), ("one", [sys.executable])):
+        (tmp_path / d).mkdir()
+        runs[d] = subprocess.run([*launch, str(RUNNER), *args, "--out", str(tmp_path / d)],
+                                 env={**ENV, "STANDIN_GATE_LOG": str(tmp_path / d)}, capture_output=True, text=True,
+                                 timeout=300)
+        assert runs[d].returncode == 0, runs[d].stderr[-3000:]
+
+    logs = {name: json.loads((tmp_path / d / f"gates-rank{r}.json").read_text())
+            for name, d, r in (("rank0", "two", 0), ("rank1", "two", 1), ("one", "one", 0))}
+    passes = logs["rank0"]["passes"]
+    assert len(passes) == 6 and logs["rank0"]["blocks"] == 9  # 2 epochs x 48 / 16 steps; ResNet-20's 9 blocks
+    assert logs["rank1"]["passes"] == passes and logs["one"]["passes"] == passes
+    assert any(len(ran) < 9 for ran in passes)  # some step skipped some blocks: their parameters went unused
+    assert len({tuple(ran) for ran in passes}) > 1  # and the gates changed from step to step
+
+    a, b = (load_checkpoint(tmp_path / d / "run" / "last.ckpt") for d in ("one", "two"))
+    assert b["world_size"] == 2
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
+
+
+def test_gate_seeds_differ_between_runs_and_between_steps():
+    """Every rank seeds its gates with step_seed(run seed, step); a CPU generator reads only the seed's low 32 bits."""
+    def gates(seed, step):
+        return torch.rand(16, generator=torch.Generator().manual_seed(step_seed(seed, step))) < 0.5
+
+    assert torch.equal(gates(3, 5), gates(3, 5))  # the same on every rank, and after a resume
+    assert not torch.equal(gates(0, 5), gates(1, 5))  # another run seed, other gates
+    assert not torch.equal(gates(0, 5), gates(0, 6))

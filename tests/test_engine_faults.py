@@ -14,7 +14,8 @@ from standin_data import one_thread, synthetic  # noqa: F401  (fixtures)
 
 from cnnzoo import create_model
 from cnnzoo.cli import main
-from cnnzoo.engine import CheckpointError, load_checkpoint, load_config, read_weights, save_weights, train
+from cnnzoo.engine import CheckpointError, WriteError, load_checkpoint, load_config, save_weights, train
+from cnnzoo.files import load_file
 from cnnzoo.engine.checkpoint import save_checkpoint
 from cnnzoo.engine.metrics import read_metrics
 from cnnzoo.engine.trainer import load_trained
@@ -90,12 +91,12 @@ def test_kill_during_checkpoint_write_keeps_the_previous_one(tmp_path, one_threa
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     run = tmp_path / "run"
-    assert (run / ".last.ckpt.tmp").exists()  # the half-written file never replaced the good one
+    assert list(run.glob(".last.ckpt.*.tmp"))  # the half-written file never replaced the good one
     assert load_checkpoint(run / "last.ckpt")["step"] == 7
     done = subprocess.run([sys.executable, str(RUNNER), "train", "--resume", str(run)], env=ENV, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
-    assert not (run / ".last.ckpt.tmp").exists()
+    assert not list(run.glob(".last.ckpt.*.tmp"))  # the dead writer's temporary file is cleaned up
     assert_same_run(reference(tmp_path), run)
 
 
@@ -111,10 +112,12 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_pat
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(CheckpointError) as e:
+    with pytest.raises(WriteError) as e:
         train(cfg, data=synthetic())
     last = tmp_path / "run" / "last.ckpt"
-    assert str(e.value) == f"could not write {last}: the disk is full; the previous last.ckpt is kept"
+    assert str(e.value).startswith(f"could not write {last}: the disk is full (")
+    assert str(e.value).endswith(f"the previous last.ckpt is kept; after freeing space, continue with"
+                                 f" `cnnzoo train --resume {tmp_path / 'run'}`")
     monkeypatch.undo()
     assert load_checkpoint(last)["epoch"] == 1
     assert sorted(p.name for p in last.parent.iterdir() if p.name.startswith(".")) == []  # no temp file left
@@ -140,13 +143,13 @@ def test_crafted_pickle_is_refused_and_its_payload_never_runs(tmp_path, capsys, 
 
     with pytest.raises(CheckpointError, match="refusing to load .*evil.ckpt.*could run code"):
         load_checkpoint(evil)
-    assert main(["eval", "--checkpoint", str(evil), "--data", "digits"]) == 1
+    assert main(["eval", "--checkpoint", str(evil), "--data", "digits"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "refusing to load" in err
     disguised = tmp_path / "evil.safetensors"
     disguised.write_bytes(evil.read_bytes())
     with pytest.raises(CheckpointError, match="not a valid safetensors file"):
-        read_weights(disguised)
+        load_file(disguised)
     # a run folder whose last.ckpt was replaced: resume refuses too
     cfg = load_config(None, {"out": str(tmp_path), "name": "run", "epochs": 2, "batch_size": 16, "tensorboard": False,
                              "stop_after": 1})
@@ -166,7 +169,7 @@ def test_weights_of_another_architecture_list_keys_and_shapes(tmp_path, capsys):
     with pytest.raises(CheckpointError) as e:
         load_trained(path, model="resnet32")
     assert "missing keys (72): layer1.3.bn1.bias" in str(e.value)
-    assert main(["eval", "--checkpoint", str(path), "--model", "resnet32"]) == 1
+    assert main(["eval", "--checkpoint", str(path), "--model", "resnet32"]) == 2
     assert "missing keys" in capsys.readouterr().err
 
     wrong = tmp_path / "wrong.safetensors"

@@ -3,7 +3,7 @@ import torch
 
 import cnnzoo
 from cnnzoo.analysis.complexity import module_macs
-from cnnzoo.models.lenet import C3_TABLE, ScaledTanh, Subsampling
+from cnnzoo.models.lenet import C3_TABLE, DIGIT_BITMAPS, RBFOutput, ScaledTanh, Subsampling, rbf_prototypes
 
 # Table I as the paper prints it: row i marks (X) the C3 maps that S2 map i feeds.
 TABLE_I = (
@@ -14,7 +14,6 @@ TABLE_I = (
     "  XXX  XXXX XX X",
     "   XXX  XXXX XXX",
 )
-PAPER_OPTIONS = dict(c3_table=True, trainable_subsampling=True)
 
 
 def params(module):
@@ -27,16 +26,67 @@ def test_c3_table_is_table_i():
 
 
 def test_trainable_parameters_per_layer_are_the_papers():
-    model = cnnzoo.create_model("lenet5", **PAPER_OPTIONS)
+    model = cnnzoo.create_model("lenet5")
     counts = {name: params(getattr(model, name)) for name in ("c1", "s2", "c3", "s4", "c5", "f6", "output")}
-    assert counts == {"c1": 156, "s2": 12, "c3": 1516, "s4": 32, "c5": 48120, "f6": 10164, "output": 850}
-    assert params(model) - counts["output"] == 60_000  # "60,000 trainable free parameters"
-    assert params(cnnzoo.create_model("lenet5").c3) == 2416  # fully connected C3
+    assert counts == {"c1": 156, "s2": 12, "c3": 1516, "s4": 32, "c5": 48120, "f6": 10164, "output": 0}
+    assert params(model) == 60_000  # "60,000 trainable free parameters"
+    assert not any(b.requires_grad for b in model.output.buffers())  # the RBF prototypes are fixed
+
+
+def test_simplified_network_is_full_c3_average_pooling_and_a_linear_output():
+    model = cnnzoo.create_model("lenet5_simplified")
+    counts = {name: params(getattr(model, name)) for name in ("c1", "s2", "c3", "s4", "c5", "f6", "output")}
+    assert counts == {"c1": 156, "s2": 0, "c3": 2416, "s4": 0, "c5": 48120, "f6": 10164, "output": 850}
+    assert isinstance(model.output, torch.nn.Linear) and isinstance(model.s2.pool, torch.nn.AvgPool2d)
+    relu = cnnzoo.create_model("lenet5_simplified", act_layer=torch.nn.ReLU)
+    assert isinstance(relu.act, torch.nn.ReLU) and params(relu) == 61_706
+
+
+def test_digit_prototypes_are_7x12_plus_minus_one_bitmaps():
+    assert [(len(b), {len(row) for row in b}) for b in DIGIT_BITMAPS] == [(12, {7})] * 10
+    prototypes = cnnzoo.create_model("lenet5").output.weight
+    assert prototypes.shape == (10, 84) and set(prototypes.unique().tolist()) == {-1.0, 1.0}
+    assert prototypes[1].view(12, 7)[:, 3].tolist() == [-1.0] + [1.0] * 10 + [-1.0]  # the "1" has its stroke
+    hamming = (prototypes[:, None] != prototypes[None]).sum(-1) + 84 * torch.eye(10, dtype=torch.long)
+    assert hamming.min() >= 12  # every pair of digits differs in at least 12 of the 84 pixels
+
+
+def test_rbf_output_is_minus_the_squared_distance_to_each_prototype():
+    torch.manual_seed(0)
+    rbf = RBFOutput(rbf_prototypes(10))
+    x = torch.randn(3, 84)
+    expected = -((x[:, None, :] - rbf.weight[None]) ** 2).sum(-1)
+    assert torch.allclose(rbf(x), expected, atol=1e-4)
+    at_prototypes = rbf(rbf.weight)  # F6 exactly on prototype i: distance 0 to class i, the best
+    assert torch.equal(at_prototypes.argmax(1), torch.arange(10)) and at_prototypes.diagonal().abs().max() < 1e-4
+
+
+def test_cross_entropy_on_the_outputs_is_the_map_criterion_without_the_rubbish_class():
+    """Section II.C: E = y_D + log(e^-j + sum_i e^-y_i) with y the distances; cross-entropy on -y has no j term."""
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("lenet5")
+    x, labels = torch.randn(4, 1, 32, 32), torch.tensor([0, 3, 7, 9])
+    f6 = model.forward_head(model.forward_features(x), pre_logits=True)
+    y = ((f6[:, None, :] - model.output.weight[None]) ** 2).sum(-1)
+    criterion = (y[torch.arange(4), labels] + torch.logsumexp(-y, 1)).mean()
+    assert torch.nn.functional.cross_entropy(model(x), labels).item() == pytest.approx(criterion.item(), rel=1e-5)
+
+
+def test_other_class_counts_get_fixed_random_codes_that_reset_keeps():
+    a, b = cnnzoo.create_model("lenet5", num_classes=26), cnnzoo.create_model("lenet5", num_classes=26)
+    assert a.output.weight.shape == (26, 84) and set(a.output.weight.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(a.output.weight, b.output.weight)  # the same code whatever the global seed
+    assert params(a) == 60_000
+    a.reset_classifier(3)
+    assert isinstance(a.output, RBFOutput) and torch.equal(a.output.weight, rbf_prototypes(3))
+    assert "output.weight" in a.state_dict()  # a trained model's prototypes travel with its weights
+    a.reset_classifier(10)
+    assert torch.equal(a.output.weight, rbf_prototypes(10)) and a(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
 
 
 def test_connections_are_the_papers():
     """Connections = multiply-accumulates + one bias per output unit (the paper's counts, Section II.B)."""
-    model = cnnzoo.create_model("lenet5", **PAPER_OPTIONS)
+    model = cnnzoo.create_model("lenet5")
     macs = module_macs(model)
     units = {"c1": 6 * 28 * 28, "c3": 16 * 10 * 10, "c5": 120, "f6": 84}
     connections = {name: macs[name] + n for name, n in units.items()}
@@ -45,7 +95,7 @@ def test_connections_are_the_papers():
 
 def test_each_c3_map_sees_only_its_s2_maps():
     torch.manual_seed(0)
-    c3 = cnnzoo.create_model("lenet5", c3_table=True).c3
+    c3 = cnnzoo.create_model("lenet5").c3
     s2 = torch.randn(1, 6, 14, 14)
     with torch.no_grad():
         base = c3(s2)
@@ -56,9 +106,9 @@ def test_each_c3_map_sees_only_its_s2_maps():
             assert [j for j in range(16) if changed[j]] == [j for j, maps in enumerate(C3_TABLE) if i in maps]
 
 
-def test_paper_options_train():
+def test_paper_network_trains():
     torch.manual_seed(0)
-    model = cnnzoo.create_model("lenet5", **PAPER_OPTIONS)
+    model = cnnzoo.create_model("lenet5")
     model(torch.randn(2, 1, 32, 32)).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
@@ -80,9 +130,10 @@ def test_squashing_function_maps_plus_minus_one_to_themselves():
     assert f(torch.tensor([1.0, -1.0])).tolist() == pytest.approx([1.0, -1.0], abs=1e-4)
 
 
-def test_input_normalisation_is_the_papers():
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_simplified"])
+def test_input_normalisation_is_the_papers(name):
     """Background (0) becomes -0.1, ink (1) becomes 1.175."""
-    cfg = cnnzoo.model_cfg("lenet5")
+    cfg = cnnzoo.model_cfg(name)
     assert cfg.input_size == (1, 32, 32) and cfg.num_classes == 10
     normalise = lambda p: (p - cfg.mean[0]) / cfg.std[0]  # noqa: E731
     assert normalise(0.0) == pytest.approx(-0.1) and normalise(1.0) == pytest.approx(1.175)

@@ -7,7 +7,8 @@ import cnnzoo
 def test_list_models_is_sorted_and_filters_by_pattern():
     names = cnnzoo.list_models()
     assert names == sorted(names)
-    assert cnnzoo.list_models("resnet1*") == ["resnet101", "resnet110", "resnet1202", "resnet152", "resnet18"]
+    assert cnnzoo.list_models("resnet1*") == ["resnet101", "resnet101_paper", "resnet110", "resnet1202", "resnet152",
+                                              "resnet152_paper", "resnet18"]
     assert cnnzoo.list_models("nothing*") == []
 
 

@@ -34,7 +34,7 @@ def test_smoke_scale_writes_the_report_folder(name, tmp_path):
     if name == "cnn-overview":
         assert (out / "overview.png").stat().st_size > 10_000
         rows = {r["model"]: r for r in results}
-        assert rows["resnet50"]["params"] == 25_557_032 and rows["alexnet"]["top1_err"] == 40.7
+        assert rows["resnet50_paper"]["params"] == 25_557_032 and rows["alexnet"]["top1_err"] == 40.7
         assert "| 2012 | `alexnet` | 60,965,224 |" in report
         return
     exp = EXPERIMENTS[name]

@@ -47,6 +47,34 @@ def test_stride_in_1x1_saves_the_strided_1x1s_work():
     assert paper[""] == 3_857_973_248
 
 
+@pytest.mark.parametrize("depth, paper_top1, paper_top5", [(50, 22.85, 6.71), (101, 21.75, 6.05), (152, 21.43, 5.71)])
+def test_reference_errors_are_those_measured_on_the_registered_layout(depth, paper_top1, paper_top5):
+    """The paper's 10-crop errors (Table 3) go with its layout (stride in the 1x1); the released layout
+    (stride in the 3x3) carries torchvision's single-crop figures for the weights it publishes for it."""
+    paper, released = (cnnzoo.model_cfg(f"resnet{depth}{tail}") for tail in ("_paper", ""))
+    assert (paper.top1_err, paper.top5_err) == (paper_top1, paper_top5) and paper.eval_note == "10-crop, ImageNet val"
+    with torch.device("meta"):
+        entry = cnnzoo.create_model(f"resnet{depth}_paper").layer2[0]
+    assert (entry.conv1.stride, entry.conv2.stride) == ((2, 2), (1, 1))
+
+    weights = getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1
+    acc = weights.meta["_metrics"]["ImageNet-1K"]
+    assert (released.top1_err, released.top5_err) == (round(100 - acc["acc@1"], 3), round(100 - acc["acc@5"], 3))
+    preset = weights.transforms()
+    assert (preset.resize_size, preset.crop_size) == ([256], [224])
+    assert released.eval_note.startswith("single crop 224 (resize 256)") and "IMAGENET1K_V1" in released.eval_note
+
+
+def test_paper_layout_macs_are_table_1s_flops():
+    """Table 1: 3.8, 7.6 and 11.3 x 10^9 FLOPs (multiply-adds) for ResNet-50/101/152 in the paper's layout."""
+    counted = {}
+    for depth in (50, 101, 152):
+        with torch.device("meta"):
+            counted[depth] = module_macs(cnnzoo.create_model(f"resnet{depth}_paper"))[""]
+    assert counted == {50: 3_857_973_248, 101: 7_570_194_432, 152: 11_282_415_616}
+    assert [round(macs / 1e9, 1) for macs in counted.values()] == [3.9, 7.6, 11.3]  # the paper prints 3.8 for 50
+
+
 def test_cifar_option_a_shortcut_is_parameter_free_and_pads_zeros():
     model = cnnzoo.create_model("resnet20")
     shortcut = model.layer2[0].downsample

@@ -3,6 +3,7 @@
 from . import hub, models  # noqa: F401  (models: registers every family; hub: the published weights)
 from .analysis import count_macs, count_params, min_input_size
 from .data.preprocess import create_transform, data_config
+from .files import load_file
 from .registry import ModelCfg, create_model, list_models, model_cfg, register_model
 from .weights import import_weights
 
@@ -22,6 +23,7 @@ __all__ = [
     "deploy",
     "import_weights",
     "list_models",
+    "load_file",
     "min_input_size",
     "model_cfg",
     "register_model",

@@ -5,9 +5,10 @@ Each subcommand is a pair: ``add_NAME(sub)`` declares its arguments and
 the pairs in ``--help`` order. To add a flag, extend the subcommand's ``add_``;
 to add a subcommand, write the pair and list it.
 
-Errors in what the user typed (an unknown model, an input too small, a bad
-value, a missing file) print one line and exit with status 2; set
-CNNZOO_DEBUG=1 for the traceback. A closed pipe (``cnnzoo list | head -1``)
+Every error prints one line; the exit status (``exit_status``) is 2 for
+anything the user gave wrong (a bad value, a missing or damaged file, bad
+data, a full disk), 1 only for an internal error, 128 + N after signal N.
+Set CNNZOO_DEBUG=1 for the traceback. A closed pipe (``cnnzoo list | head -1``)
 ends quietly.
 """
 
@@ -24,9 +25,10 @@ import torch
 from . import __version__, analysis, registry
 from .analysis.report import FORMATS
 from .device import DEVICES
-from .engine import CheckpointError, TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
+from .engine import TrainingStopped, evaluate_checkpoint, load_config, resume_config, train
 from .engine.config import parse_assignments
 from .engine.trainer import load_trained
+from .files import FileError
 from .hub import WeightsNotFoundError
 
 
@@ -161,12 +163,13 @@ def add_table(sub) -> None:
 
 def cmd_table(args: argparse.Namespace) -> None:
     from .analysis.table import model_table, update_readme
+    from .files import write_bytes
 
     if args.write is None:
         print(model_table())
         return
     path = Path(args.write)
-    path.write_text(update_readme(path.read_text(encoding="utf-8")), encoding="utf-8")
+    write_bytes(path, update_readme(path.read_text(encoding="utf-8")).encode("utf-8"))
     print(f"model table in {path} regenerated ({len(registry.list_models())} models)")
 
 
@@ -220,16 +223,12 @@ def add_export(sub) -> None:
 
 
 def _model_with_weights(name: str, checkpoint: str | None) -> torch.nn.Module:
-    """``name`` with the weights in ``checkpoint``: a cnnzoo run (its classes and channels) or a foreign state dict."""
-    from .deploy import load_checkpoint
-
+    """``name`` with the weights in ``checkpoint`` (any weight file, cnnzoo.files.load_file: a cnnzoo run's
+    classes and channels), or with random weights."""
     if checkpoint is None:
         print(f"cnnzoo: note: no --checkpoint given, exporting {name} with random weights", file=sys.stderr)
         return registry.create_model(name)
-    path = Path(checkpoint)
-    if path.is_dir() or path.suffix in (".ckpt", ".safetensors"):
-        return load_trained(path, name)[0]
-    return load_checkpoint(registry.create_model(name), path)
+    return load_trained(checkpoint, name)[0]
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -251,7 +250,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def add_check_data(sub) -> None:
     p = sub.add_parser("check-data", help="check an ImageFolder tree file by file, without training "
-                                          "(exit 0 clean, 1 problems found)")
+                                          "(exit 0 clean, 2 problems found)")
     p.add_argument("path", help="PATH or folder:PATH holding train/ and val/ (or test/)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     p.set_defaults(func=cmd_check_data)
@@ -265,7 +264,7 @@ def cmd_check_data(args: argparse.Namespace) -> int:
         raise UsageError(f"check-data checks ImageFolder trees; {args.path!r} is a built-in data set")
     report = check_folder(path, workers=args.workers)
     print("\n".join(report.lines()))
-    return 1 if report.problems else 0
+    return 2 if report.problems else 0  # bad data is the user's to fix: the exit status of every user error
 
 
 def add_train(sub) -> None:
@@ -420,33 +419,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _quiet_broken_pipe() -> int:
-    """The reader of stdout went away (``| head``): stop without a traceback, and without the one Python prints
-    when it flushes stdout at exit, by pointing stdout at /dev/null. Status 141 = 128 + SIGPIPE, as other tools."""
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (``| head``): point stdout at /dev/null, so that the flush at exit
+    finds no closed pipe and Python prints no "Exception ignored" message."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 141
+
+
+def exit_status(error: BaseException) -> tuple[int, str]:
+    """The one mapping from an error to the exit status and the line printed: 2 for what the user gave wrong
+    (a bad value, a missing or damaged file, bad data, a full disk), 1 for an internal error (a bug),
+    128 + N for a signal; a run stopped by its own numbers says so (exit 2: lower the learning rate)."""
+    if isinstance(error, (TrainingStopped, FileError, WeightsNotFoundError)):  # a stopped run; a file that cannot
+        # be written, trusted or found
+        return getattr(error, "exit_code", 2), f"cnnzoo: {error}"
+    if isinstance(error, ValueError):  # UsageError, ConfigError, DataError and the library's argument errors
+        return 2, f"cnnzoo: error: {error}"
+    if isinstance(error, BrokenPipeError):  # the reader went away (`cnnzoo list | head`): nothing to say
+        return 0, ""
+    if isinstance(error, OSError):  # a file or folder the user named that cannot be read or written
+        where = f": {error.filename}" if error.filename else ""
+        return 2, f"cnnzoo: error: {error.strerror or error}{where}"
+    if isinstance(error, KeyboardInterrupt):
+        return 130, "cnnzoo: interrupted"
+    return 1, (f"cnnzoo: internal error: {type(error).__name__}: {error} (a bug in cnnzoo: please report it;"
+               " CNNZOO_DEBUG=1 shows the traceback)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    debug = bool(os.environ.get("CNNZOO_DEBUG"))
+    """Run one command; every error ends as one line on stderr and the status of ``exit_status``."""
     try:
         args = parse_args(argv)
         status = args.func(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not at exit
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
-    except ValueError as e:  # UsageError, ConfigError, DataError and the library's argument errors
-        if debug:
+        return status
+    except (Exception, KeyboardInterrupt) as e:
+        if isinstance(e, BrokenPipeError):
+            _quiet_stdout()
+        elif os.environ.get("CNNZOO_DEBUG"):
             raise
-        print(f"cnnzoo: error: {e}", file=sys.stderr)
-        return 2
-    except (TrainingStopped, CheckpointError, WeightsNotFoundError) as e:  # a run stopped; a file not written,
-        # not trusted or not found
-        if debug:
-            raise
-        print(f"cnnzoo: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 1)
-    return status
+        status, line = exit_status(e)
+        if line:
+            print(" ".join(line.split("\n")), file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

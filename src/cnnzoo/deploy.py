@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .analysis.complexity import Trace, example_input, trace
+from .files import atomic_path, atomic_write
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -141,27 +142,15 @@ def deploy(model: nn.Module, input_size: int | tuple[int, int, int] | None = Non
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load weights saved by cnnzoo or torch: a safetensors file, or a torch file holding a state dict
-    (directly, or under "model" / "state_dict"; a DDP "module." prefix is dropped)."""
+    """Deprecated: ``import_weights(model, cnnzoo.files.load_file(path)[0])`` (one loader for every weight file)."""
+    import warnings
+
+    from .files import load_file
     from .weights import import_weights
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist; give the path of a .safetensors or .pt file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("model", "state_dict"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    return import_weights(model, state)
+    warnings.warn("cnnzoo.deploy.load_checkpoint is deprecated; use cnnzoo.files.load_file with"
+                  " cnnzoo.weights.import_weights", DeprecationWarning, stacklevel=2)
+    return import_weights(model, load_file(path)[0])
 
 
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -192,9 +181,12 @@ def export(model: nn.Module, path: str | Path, fmt: str = "onnx",
     x = example_input(model, input_size, batch_size=2).normal_()
     if fmt == "onnx":
         batch = torch.export.Dim("batch")
-        torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=18, input_names=["images"],
-                          output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False)
+        program = torch.onnx.export(model, (x,), dynamo=True, opset_version=18, input_names=["images"],
+                                    output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False)
+        with atomic_path(path) as tmp:
+            program.save(str(tmp))
     else:
         with torch.no_grad():
-            torch.jit.save(torch.jit.trace(model, x), str(path))
+            traced = torch.jit.trace(model, x)
+        atomic_write(path, lambda f: torch.jit.save(traced, f))
     return path

@@ -33,9 +33,9 @@ class ModelCfg:
     params: int | None = None  # exact reference parameter count at num_classes
     paper_params: float | None = None  # the paper's own rounded count, in millions, where it prints no exact one
     macs: float | None = None  # reference GMACs at input_size, to the decimals the reference prints
-    top1_err: float | None = None  # paper's ImageNet (or CIFAR) top-1 error, %
-    top5_err: float | None = None  # paper's top-5 error, %
-    eval_note: str = ""  # how the paper's error was measured (single crop, 10-crop, ...)
+    top1_err: float | None = None  # ImageNet (or CIFAR) top-1 error, %: the paper's unless eval_note names a source
+    top5_err: float | None = None  # top-5 error, %, likewise
+    eval_note: str = ""  # how the error was measured (single crop, 10-crop, ...) and by whom if not the paper
 
     @property
     def in_chans(self) -> int:

@@ -9,6 +9,8 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from .files import load_file
+
 Converter = Callable[[dict[str, Tensor]], dict[str, Tensor]]
 _CONVERTERS: dict[tuple[type, str], Converter] = {}
 
@@ -53,7 +55,7 @@ def _converter(model: nn.Module, source: str) -> Converter:
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
-    """Raise a ``ValueError`` listing every missing, unexpected or mis-shaped key."""
+    """Raise a ``ValueError`` listing every missing, unexpected, mis-shaped or mis-typed (integer for float) key."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -62,9 +64,15 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None
         for k in set(own) & set(state_dict)
         if own[k].shape != state_dict[k].shape
     )
+    kinds = sorted(  # integers where the model has floats (or the reverse) are not weights of this model
+        f"{k}: file {state_dict[k].dtype} vs model {own[k].dtype}"
+        for k in set(own) & set(state_dict)
+        if own[k].dtype.is_floating_point != state_dict[k].dtype.is_floating_point
+    )
     problems = [
         f"{label} ({len(keys)}): {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes),
+                            ("dtype mismatches", kinds))
         if keys
     ]
     if problems:
@@ -139,13 +147,10 @@ def _fit_to_model(model: nn.Module, state_dict: dict[str, Tensor], in_chans: int
 
 
 def read_weight_file(path: str | Path) -> dict[str, Tensor]:
-    """The tensors of a downloaded weight file: safetensors, or a torch pickle holding a plain state dict."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path, device="cpu")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Deprecated: ``cnnzoo.files.load_file(path)[0]`` (one loader, every file checked before it is trusted)."""
+    warnings.warn("cnnzoo.weights.read_weight_file is deprecated; use cnnzoo.files.load_file", DeprecationWarning,
+                  stacklevel=2)
+    return load_file(path)[0]
 
 
 def load_pretrained(model: nn.Module, name: str, tag: str | None = None) -> nn.Module:
@@ -158,7 +163,7 @@ def load_pretrained(model: nn.Module, name: str, tag: str | None = None) -> nn.M
     from .hub import get_pretrained_cfg, weight_file
 
     cfg = get_pretrained_cfg(name, tag)
-    state_dict = read_weight_file(weight_file(cfg))
+    state_dict, _ = load_file(weight_file(cfg))
     state_dict = _converter(model, cfg.source)(dict(state_dict))
     notes = _fit_to_model(model, state_dict, cfg.input_size[0], cfg.num_classes)
     import_weights(model, state_dict)

@@ -8,9 +8,12 @@ AlexNet, GoogLeNet and VGG at a glance.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from ..files import write_bytes
 from ..registry import create_model, model_cfg
 from .bench import benchmark
 from .complexity import count_params, meta_model, trace
@@ -24,9 +27,9 @@ class Comparison:
     params: int
     gmacs: float  # per image at img_size
     depth: int  # weight layers on the longest path (see complexity.weight_depth)
-    top1_err: float | None  # paper, %
+    top1_err: float | None  # reference (the paper's unless eval_note names another source), %
     top5_err: float | None
-    eval_note: str  # how the paper measured it
+    eval_note: str  # how the error was measured, and by whom when not the paper
     infer_img_s: float | None  # measured here, None when not measured
     train_steps_s: float | None  # training steps/s at the same batch size (the Xception paper's speed), or None
 
@@ -66,7 +69,7 @@ COMPARE_COLUMNS = [
     Column("top5_err", "top-5 err %", decimal(2)),
     Column("infer_img_s", "infer img/s", decimal(2)),
     Column("train_steps_s", "train steps/s", decimal(2)),
-    Column("eval_note", "paper's evaluation", left=True),
+    Column("eval_note", "evaluation (source)", left=True),
 ]
 
 
@@ -133,6 +136,8 @@ def plot_comparison(rows: list[Comparison], path: str, metric: str = "top1_err")
         ax.set_title(f"{label.split(' (')[0]} against {title}")
         ax.grid(True, which="both", alpha=0.3)
         ax.margins(x=0.25, y=0.1)
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=120)
     plt.close(fig)
+    write_bytes(path, buf.getvalue())  # atomically: a full disk keeps the previous plot
     return left_out

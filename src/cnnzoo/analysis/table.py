@@ -43,10 +43,10 @@ def _speed_note(rows: list[dict[str, str]]) -> str:
 
 
 def model_table(speeds: Path | None = SPEEDS) -> str:
-    """Markdown: every registered model with its counted params and MACs, its paper's figures and measured speed."""
+    """Markdown: every registered model with its counted params and MACs, its reference figures and measured speed."""
     speed = read_speeds(speeds)
     rows = [
-        "| model | params | GMACs | input | reference | paper top-1 / top-5 err % | img/s |",
+        "| model | params | GMACs | input | reference | reference top-1 / top-5 err % | img/s |",
         "|---|--:|--:|--:|---|---|--:|",
     ]
     for name in list_models():

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .common import DataError, log
-from .folder import FolderScan, Split, decode_folder, decode_split, natural_side, scan_folder
+from .folder import FolderScan, Split, decode_folder, decode_split, natural_side, scan_folder, shown
 from .loaders import FolderLoader, TensorLoader
 from .sources import CIFAR, Arrays, load_cifar, load_digits
 from .transforms import AUGMENTS, EVAL_CROPS, BatchAugment, Geometry, channel_stats, sample_transform
@@ -111,15 +111,19 @@ def _in_memory(arrays: Arrays, geometry: Geometry, augment: str, eval_crops: str
 
 
 def _refuse(bad: list[tuple[str, str]], root: Path) -> DataError:
-    listing = "; ".join(f"{os.path.relpath(path, root)}: {reason}" for path, reason in bad)
+    listing = "; ".join(f"{shown(os.path.relpath(path, root))}: {reason}" for path, reason in bad)
     return DataError(f"{len(bad)} unreadable file(s) in {root} (strict): {listing}; remove or replace them, "
                      f"or run without strict data to skip them", bad)
 
 
 def _log_folder(scan: FolderScan, skipped: list[tuple[str, str]]) -> None:
+    ignored = scan.train.ignored + scan.test.ignored
+    if ignored:
+        log.warning("ignored %d entries of %s that are not image files (e.g. %s: %s); `cnnzoo check-data` lists them",
+                    len(ignored), scan.root, shown(ignored[0][0]), ignored[0][1])
     if skipped:
         log.warning("skipped %d unreadable file(s) in %s: %s", len(skipped), scan.root,
-                    "; ".join(f"{path}: {reason}" for path, reason in skipped))
+                    "; ".join(f"{shown(path)}: {reason}" for path, reason in skipped))
     for folder in scan.train.empty + scan.test.empty:
         log.warning("class folder %s/%s holds no images", scan.root, folder)
     if scan.missing:
@@ -140,10 +144,13 @@ def _folder_data(path: str, img_size, augment, eval_crops, mean, std, workers, s
     if in_memory is None:
         in_memory = decoded_bytes <= _memory_budget()
 
+    special = scan.train.unreadable + scan.test.unreadable  # FIFOs, sockets, broken links: never opened
     if in_memory:
         decoded = decode_folder(scan, geometry.store, workers, cache)
         train, test = decoded["train"], decoded[scan.test.name]
-        skipped = train.skipped + test.skipped
+        skipped = special + train.skipped + test.skipped
+        for split, d in ((scan.train, train), (scan.test, test)):
+            _require_readable(split, len(d.labels), d.skipped, scan.root)
         if strict and skipped:
             raise _refuse(skipped, scan.root)
         _log_folder(scan, skipped)
@@ -151,15 +158,18 @@ def _folder_data(path: str, img_size, augment, eval_crops, mean, std, workers, s
         return _in_memory(arrays, geometry, augment, eval_crops, mean, std, skipped, loader_kw)
 
     if strict:  # check every file now, not when a worker meets it in epoch 3
-        bad = [b for d in decode_folder(scan, None, workers, cache).values() for b in d.skipped]
+        bad = special + [b for d in decode_folder(scan, None, workers, cache).values() for b in d.skipped]
         if bad:
             raise _refuse(bad, scan.root)
-    skipped = [(p, "empty file (0 bytes)") for s in (scan.train, scan.test) for p, n in zip(s.paths, s.sizes) if not n]
+    skipped = special + [(p, "empty file (0 bytes)") for s in (scan.train, scan.test)
+                         for p, n in zip(s.paths, s.sizes) if not n]
     _log_folder(scan, skipped)
     train, test = (_without_empty_files(s) for s in (scan.train, scan.test))
     step = max(1, len(train) // STATS_SAMPLE)
     sample = Split("sample", train.paths[::step][:STATS_SAMPLE], train.labels[::step][:STATS_SAMPLE])
-    stats = channel_stats(decode_split(sample, geometry.store, workers).images)
+    decoded_sample = decode_split(sample, geometry.store, workers)
+    _require_readable(sample, len(decoded_sample.labels), decoded_sample.skipped, scan.root, scan.train.name)
+    stats = channel_stats(decoded_sample.images)
     mean, std = _normalisation(mean, std, stats, 3)
     batch_augment = BatchAugment(augment, geometry, mean, std, stats[2], stats[3], eval_crops)
     kw = dict(loader_kw, augment=batch_augment, workers=workers, skipped=skipped)
@@ -168,6 +178,17 @@ def _folder_data(path: str, img_size, augment, eval_crops, mean, std, workers, s
         FolderLoader(test.paths, test.labels, sample_transform(augment, geometry, train=False, eval_crops=eval_crops),
                      train=False, **kw),
         len(scan.classes), 3, geometry.img_size, scan.classes, mean, std, augment, skipped)
+
+
+def _require_readable(split: Split, readable: int, skipped: list[tuple[str, str]], root: Path,
+                      name: str | None = None) -> None:
+    """A DataError when not one image of a split could be decoded (nothing to train or test on)."""
+    if readable or not split.paths:
+        return
+    path, reason = skipped[0] if skipped else (split.paths[0], "unreadable")
+    raise DataError(f"no readable image in {shown(str(root))}/{name or split.name}: all {len(split.paths)} image"
+                    f" files failed to decode (e.g. {shown(os.path.relpath(path, root))}: {reason});"
+                    " `cnnzoo check-data` lists them")
 
 
 def _without_empty_files(split: Split) -> Split:

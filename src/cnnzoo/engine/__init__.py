@@ -1,6 +1,6 @@
 """Training and evaluation engine: config, optimizers and schedules, checkpoints, the loop, DDP."""
 
-from .checkpoint import CheckpointError, load_checkpoint, read_weights, save_weights
+from .checkpoint import CheckpointError, WriteError, load_checkpoint, load_file, read_weights, save_weights
 from .config import ConfigError, TrainConfig, load_config
 from .optim import RMSpropTF, Schedule, build_optimizer, build_scheduler
 from .trainer import (Interrupted, NumericalError, Result, TrainingStopped, evaluate, evaluate_checkpoint,
@@ -9,5 +9,5 @@ from .trainer import (Interrupted, NumericalError, Result, TrainingStopped, eval
 __all__ = [
     "CheckpointError", "ConfigError", "Interrupted", "NumericalError", "RMSpropTF", "Result", "Schedule",
     "TrainConfig", "TrainingStopped", "build_optimizer", "build_scheduler", "evaluate", "evaluate_checkpoint",
-    "load_checkpoint", "load_config", "load_trained", "read_weights", "resume_config", "save_weights", "train",
+    "WriteError", "load_checkpoint", "load_config", "load_file", "load_trained", "read_weights", "resume_config", "save_weights", "train",
 ]

@@ -7,14 +7,17 @@ the command-line flags, then ``KEY=VALUE`` pairs. The resolved config is
 written as ``config.yaml`` into the run folder, so ``--resume`` and
 ``cnnzoo eval`` rebuild exactly the same run.
 
-Values are checked against the field types; an unknown key or a wrong type is
-a ``ConfigError``, one line naming the key and what it accepts.
+Values are checked against the field types and every number against its
+range (``RANGES``) as the config is read; an unknown key, a wrong type or a
+value out of range is a ``ConfigError``, one line naming the key, the value
+and what it accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 import warnings
@@ -90,6 +93,48 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on the test split every N epochs (and always after the last)
     grad_flow: bool = False  # log each residual block's mean |gradient| per epoch (grad_flow.csv/.png)
     tensorboard: bool = True  # write TensorBoard event files into the run folder
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a number: ``low``/``high`` bounds (None: unbounded), each included unless ``open``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        above = self.low is None or (x > self.low if self.low_open else x >= self.low)
+        below = self.high is None or (x < self.high if self.high_open else x <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+ABOVE_0, AT_LEAST_0, AT_LEAST_1, FRACTION = Range(0, low_open=True), Range(0), Range(1), Range(0, 1, high_open=True)
+
+# The valid range of every numeric key (a list's range applies to each of its items); tests check none is missing.
+RANGES: dict[str, Range] = {
+    "drop_path_rate": FRACTION, "num_classes": AT_LEAST_1, "img_size": AT_LEAST_1, "workers": AT_LEAST_0,
+    "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": ABOVE_0, "momentum": FRACTION, "weight_decay": AT_LEAST_0,
+    "rmsprop_decay": FRACTION, "rmsprop_eps": ABOVE_0, "label_smoothing": FRACTION, "aux_weight": AT_LEAST_0,
+    "step_size": ABOVE_0, "milestones": AT_LEAST_0, "gamma": ABOVE_0, "min_lr": AT_LEAST_0, "warmup": AT_LEAST_0,
+    "warmup_start": Range(0, 1), "seed": AT_LEAST_0, "checkpoint_every": AT_LEAST_0, "stop_after": AT_LEAST_0,
+    "eval_every": AT_LEAST_1, "log_every": AT_LEAST_1,
+}
+
+
+def check_range(key: str, value: Any) -> None:
+    """A ConfigError when a number of ``key`` is not finite or falls outside ``RANGES[key]``."""
+    for x in value if isinstance(value, list) else [value]:
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {x!r}")
+        if key in RANGES and x is not None and x not in RANGES[key]:
+            raise ConfigError(f"config key {key!r} is out of range: got {x!r}, valid {RANGES[key]}")
 
 
 def field_names() -> list[str]:
@@ -185,6 +230,7 @@ def apply(cfg: TrainConfig, values: dict[str, Any], where: str = "overrides") ->
             changes[name] = {**changes.get(name, getattr(cfg, name)), sub: value}
         else:
             changes[name] = _coerce(name, value, hints[name])
+            check_range(name, changes[name])
     return dataclasses.replace(cfg, **changes)
 
 

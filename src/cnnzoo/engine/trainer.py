@@ -41,8 +41,8 @@ from ..device import resolve_device
 from ..analysis import check_input_size
 from ..layers.drop import StochasticDepth, seed_gates
 from . import distributed
-from .checkpoint import (CheckpointError, atomic_write, load_checkpoint, load_weights, read_weights, rng_state,
-                         save_checkpoint, save_weights, set_rng_state)
+from .checkpoint import (CheckpointError, WriteError, atomic_write, load_checkpoint, load_file, load_weights,
+                         rng_state, save_checkpoint, save_weights, set_rng_state)
 from .config import ConfigError, TrainConfig, load_config, to_yaml
 from .distributed import World
 from .finite import FiniteWatch, grad_norm, nonfinite_entries
@@ -54,7 +54,7 @@ from .optim import build_optimizer, build_scheduler
 class TrainingStopped(RuntimeError):
     """Training ended before its last epoch; the message says where and how to continue."""
 
-    exit_code = 1
+    exit_code = 2  # the command line's status: a value or data the user gave (e.g. a learning rate that diverges)
 
 
 class NumericalError(TrainingStopped):
@@ -94,8 +94,12 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 
 def step_seed(seed: int, step: int) -> int:
-    """The stochastic-depth gate seed of training step ``step``: equal on every rank, and again after a resume."""
-    return (seed << 32) + step
+    """The stochastic-depth gate seed of training step ``step``: equal on every rank, and again after a resume.
+
+    A CPU generator keeps only the low 32 bits of its seed, so the run's seed is mixed into those bits
+    (shifted above them, every run would drop the same blocks).
+    """
+    return (seed * 0x9E3779B1 + step) % 2**32
 
 
 def classification_loss(outputs: Tensor | tuple[Tensor, ...], labels: Tensor, criterion: nn.Module,
@@ -163,8 +167,6 @@ def _run_dir(cfg: TrainConfig) -> Path:
 def check_config(cfg: TrainConfig, world: World, device: torch.device) -> None:
     """The argument errors that need no data: each a ConfigError/ValueError of one line."""
     registry.model_cfg(cfg.model)  # an unknown model
-    if cfg.log_every < 1:
-        raise ConfigError(f"log_every must be at least 1 (steps between log points), got {cfg.log_every}")
     if cfg.batch_size % world.size:
         raise ConfigError(f"batch_size {cfg.batch_size} does not split evenly over {world.size} processes")
     if cfg.img_size is not None:
@@ -217,7 +219,7 @@ class Trainer:
         net = registry.create_model(cfg.model, num_classes=self.data.num_classes, in_chans=self.data.in_chans,
                                     **self.meta["model_kwargs"])
         if cfg.init_weights:  # a resumed run's checkpoint overrides these right after
-            load_weights(net, read_weights(cfg.init_weights)[0], source=cfg.init_weights)
+            load_weights(net, load_file(cfg.init_weights)[0], source=cfg.init_weights)
         if cfg.sync_bn and self.world.distributed:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.channels_last = cfg.channels_last and self.device.type == "cuda"
@@ -254,6 +256,11 @@ class Trainer:
         world = self.world
         self.run_dir = Path(resume) if resume is not None else distributed.broadcast(
             _run_dir(self.cfg) if world.is_main else None, world)
+        if resume is not None and not (self.run_dir / "last.ckpt").exists():  # killed before its first checkpoint
+            if world.is_main:
+                print(f"{self.run_dir} has no checkpoint yet (the run stopped before writing one):"
+                      " starting it over in that folder", file=sys.stderr)
+            resume = None
         if resume is not None:
             self._restore(load_checkpoint(self.run_dir / "last.ckpt"))
         if world.is_main:
@@ -286,7 +293,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.run_dir / "config.yaml", lambda f: f.write(to_yaml(self.cfg).encode()))
         if skipped := getattr(self.data, "skipped", None):
-            listing = "".join(f"{path}\t{why}\n" for path, why in skipped).encode()
+            # names as they are on disk, whatever their encoding
+            listing = "".join(f"{path}\t{why}\n" for path, why in skipped).encode("utf-8", "surrogateescape")
             atomic_write(self.run_dir / "skipped.txt", lambda f: f.write(listing))
             print(f"skipped {len(skipped)} unreadable files, listed in {self.run_dir / 'skipped.txt'}")
 
@@ -306,8 +314,13 @@ class Trainer:
                     self.end_epoch(epoch, train, test)
                     if cfg.stop_after and self.epoch - start >= cfg.stop_after:
                         break
+            except WriteError as e:  # a full disk: every file is whole, last.ckpt the previous one
+                raise WriteError(f"{e}; after freeing space, continue with `cnnzoo train --resume {self.run_dir}`"
+                                 ) from None
             finally:
-                self.log.close()  # however the run ends: pending curves drawn, TensorBoard flushed
+                # however the run ends: pending curves drawn, TensorBoard flushed (quietly if already failing)
+                with contextlib.suppress(WriteError) if sys.exc_info()[0] else contextlib.nullcontext():
+                    self.log.close()
         test = self.last_test or {"top1": float("nan"), "top5": float("nan")}
         return Result(test["top1"], test["top5"], self.run_dir if self.world.is_main else None, self.epoch,
                       finished=self.epoch >= cfg.epochs)
@@ -437,7 +450,7 @@ class Trainer:
         rngs = distributed.gather_objects(rng_state(), self.world)
         if not self.world.is_main:
             return
-        save_checkpoint(self.run_dir / "last.ckpt", {
+        state = {
             "model": model_state,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -449,7 +462,8 @@ class Trainer:
             "best_top1": self.best_top1, "last_test": self.last_test,
             "rng": rngs, "world_size": self.world.size,
             "config": dataclasses.asdict(self.cfg), "meta": self.meta,
-        })
+        }
+        save_checkpoint(self.run_dir / "last.ckpt", state)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         load_weights(self.net, ckpt["model"], source=str(self.run_dir / "last.ckpt"))
@@ -538,8 +552,8 @@ def train(cfg: TrainConfig, data=None, resume: str | Path | None = None) -> Resu
 def resume_config(run_dir: str | Path, *overrides: dict[str, Any]) -> TrainConfig:
     """The config of the run in ``run_dir`` (its config.yaml), with ``overrides`` applied (e.g. more epochs)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "last.ckpt").is_file():
-        raise ConfigError(f"cannot resume {run_dir}: no last.ckpt there (give a run folder made by cnnzoo train)")
+    if not (run_dir / "config.yaml").is_file():  # without last.ckpt it starts over (killed before the first one)
+        raise ConfigError(f"cannot resume {run_dir}: no config.yaml there (give a run folder made by cnnzoo train)")
     return load_config(run_dir / "config.yaml", *overrides)
 
 
@@ -548,7 +562,7 @@ def load_trained(path: str | Path, model: str | None = None) -> tuple[nn.Module,
     path = Path(path)
     if path.is_dir():
         path = path / "last.ckpt"
-    state, meta = read_weights(path)
+    state, meta = load_file(path)
     if "model" not in meta and model is None:
         raise CheckpointError(f"{path} does not say which model it holds; give --model NAME")
     name = model or meta["model"]

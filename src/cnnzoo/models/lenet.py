@@ -13,24 +13,34 @@ digit centred in a 32x32 field), then
     output 10           Euclidean RBF units                            (fixed)
 
 60,000 trainable parameters in all. Every unit up to F6 is squashed by
-f(a) = 1.7159 tanh(2a/3) (Appendix A). The two paper-specific layers are options:
+f(a) = 1.7159 tanh(2a/3) (Appendix A). Two networks are registered:
 
-- ``c3_table=True``: C3 map j sees only the S2 maps in column j of Table I
-  (``C3_TABLE``), 1,516 parameters instead of 2,416 for a full connection. The
-  paper's reasons: fewer connections, and broken symmetry, since different
-  maps get different inputs and so learn different features.
-- ``trainable_subsampling=True``: an S unit adds its four inputs, multiplies
-  the sum by a trainable coefficient, adds a trainable bias (one pair per
-  map) and squashes the result. The default is a plain 2x2 average pool.
+- ``lenet5``, the paper's: C3 map j sees only the S2 maps in column j of
+  Table I (``C3_TABLE``: fewer connections, and broken symmetry, since
+  different maps get different inputs and so learn different features); an S
+  unit adds its four inputs, multiplies the sum by a trainable coefficient,
+  adds a trainable bias (one pair per map) and squashes the result; the output
+  layer is RBF units (``RBFOutput``) with fixed +-1 prototypes.
+- ``lenet5_simplified``, the one most courses and libraries call LeNet-5:
+  C3 fully connected (2,416 parameters), plain 2x2 average pooling, and a
+  linear output layer (84 -> classes, 850 parameters for 10); 61,706 in all.
+  ``act_layer=nn.ReLU`` gives its ReLU form.
 
-Deliberate deviation: the output layer is linear (84 -> classes, 850
-parameters for 10), not the paper's RBF units. An RBF unit outputs
-sum_j (x_j - w_ij)^2 = |x|^2 - 2 w_i.x + |w_i|^2, whose ranking of the classes
-is that of the affine map 2 w_i.x - |w_i|^2, since |x|^2 is the same for every
-class; but its w_i are fixed, hand-drawn 7x12 bitmaps of the characters, that
-exist only for the paper's character set, and go with its own MAP loss. A
-linear layer learns its weights, trains with cross-entropy, and can be reset to
-any number of classes (``reset_classifier``).
+The RBF output. Unit i computes y_i = sum_j (x_j - w_ij)^2, the squared
+distance from F6's output to the prototype w_i: a 7x12 bitmap of the class's
+character, -1 for background and +1 for ink (Fig. 3), chosen by hand and not
+trained (learned prototypes admit a trivial minimum of the paper's basic loss:
+every prototype and F6's output all equal). The model returns -y_i, so the
+best class has the largest value, as with logits, and cross-entropy on -y is
+the paper's MAP criterion (Section II.C), y_D + log(e^-j + sum_i e^-y_i),
+without the term of its rubbish class (the constant j). The digit prototypes
+(``DIGIT_BITMAPS``) are drawn here in the manner of Fig. 3, not copied pixel
+for pixel from it. The paper gives prototypes only for its character set: for
+a number of classes other than the ten digits each class gets a random +-1
+code (``rbf_prototypes``), which ``reset_classifier`` also uses. Distances over
+84 units make large logits: train with small learning rates (the paper's global
+rates run from 0.0005 down to 0.00001; 0.001 with SGD and momentum learns the
+embedded digits, 0.02 is unstable).
 """
 
 from __future__ import annotations
@@ -115,19 +125,77 @@ class PartialConv2d(nn.Module):
         return torch.cat(out, 1)[:, self.unsort]
 
 
+# The output layer's prototypes for the digits: 12 rows of 7 (84 = F6's width), "#" ink (+1), "." background (-1).
+DIGIT_BITMAPS = (
+    (".......", "..###..", ".#...#.", "#.....#", "#.....#", "#.....#",
+     "#.....#", "#.....#", "#.....#", ".#...#.", "..###..", "......."),  # 0
+    (".......", "...#...", "..##...", ".#.#...", "...#...", "...#...",
+     "...#...", "...#...", "...#...", "...#...", ".#####.", "......."),  # 1
+    (".......", "..###..", ".#...#.", "#.....#", "......#", ".....#.",
+     "....#..", "...#...", "..#....", ".#.....", "#######", "......."),  # 2
+    (".......", ".####..", "#....#.", ".....#.", ".....#.", "..###..",
+     ".....#.", "......#", "......#", "#....#.", ".####..", "......."),  # 3
+    (".......", "....#..", "...##..", "..#.#..", ".#..#..", "#...#..",
+     "#######", "....#..", "....#..", "....#..", "....#..", "......."),  # 4
+    (".......", "#######", "#......", "#......", "#.###..", "##...#.",
+     "......#", "......#", "......#", "#....#.", ".####..", "......."),  # 5
+    (".......", "...##..", "..#....", ".#.....", "#......", "#.###..",
+     "##...#.", "#.....#", "#.....#", ".#...#.", "..###..", "......."),  # 6
+    (".......", "#######", "......#", ".....#.", "....#..", "....#..",
+     "...#...", "...#...", "..#....", "..#....", "..#....", "......."),  # 7
+    (".......", "..###..", ".#...#.", "#.....#", ".#...#.", "..###..",
+     ".#...#.", "#.....#", "#.....#", ".#...#.", "..###..", "......."),  # 8
+    (".......", "..###..", ".#...#.", "#.....#", "#.....#", ".#...##",
+     "..###.#", "......#", ".....#.", "....#..", "..##...", "......."),  # 9
+)
+
+
+def rbf_prototypes(num_classes: int, width: int = 84) -> Tensor:
+    """The RBF units' fixed +-1 prototypes, num_classes x width: the digit bitmaps for 10 classes of 84,
+    otherwise a random +-1 code per class, the same for every model built (drawn from a generator seeded 0)."""
+    if (num_classes, width) == (10, 84):
+        codes = [[1.0 if c == "#" else -1.0 for row in bitmap for c in row] for bitmap in DIGIT_BITMAPS]
+    else:
+        g = torch.Generator().manual_seed(0)
+        codes = (torch.randint(0, 2, (num_classes, width), generator=g, device="cpu") * 2.0 - 1.0).tolist()
+    return torch.tensor(codes)
+
+
+class RBFOutput(nn.Module):
+    """Euclidean RBF units: y_i = sum_j (x_j - w_ij)^2 for fixed prototypes w_i; returns -y (see the module docstring).
+
+    The prototypes are a buffer (``weight``, out_features x in_features): saved with the
+    model's state, never trained.
+    """
+
+    def __init__(self, prototypes: Tensor):
+        super().__init__()
+        self.register_buffer("weight", prototypes)
+        self.out_features, self.in_features = prototypes.shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        # -|x - w_i|^2 = 2 x.w_i - |x|^2 - |w_i|^2, without an N x classes x 84 intermediate
+        return 2 * x @ self.weight.T - x.pow(2).sum(1, keepdim=True) - self.weight.pow(2).sum(1)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
 class LeNet5(ImageClassifier):
-    """C1-S2-C3-S4-C5-F6-output on a 32x32 image.
+    """C1-S2-C3-S4-C5-F6-output on a 32x32 image; the defaults are the paper's network.
 
     Args:
         c3_table: connect C3 to S2 by Table I (the paper) instead of fully.
         trainable_subsampling: the paper's S2/S4 (coefficient, bias and squashing per map)
             instead of a plain 2x2 average.
+        rbf_output: the paper's output layer, RBF units with fixed prototypes (``RBFOutput``;
+            the model returns negative squared distances), instead of a linear layer.
         act_layer: the squashing function (default the paper's scaled tanh).
     """
 
     classifier = "output"
 
-    def __init__(self, c3_table: bool = False, trainable_subsampling: bool = False,
+    def __init__(self, c3_table: bool = True, trainable_subsampling: bool = True, rbf_output: bool = True,
                  act_layer: Callable[[], nn.Module] = ScaledTanh, num_classes: int = 10, in_chans: int = 1):
         super().__init__()
         self.c1 = nn.Conv2d(in_chans, 6, 5)
@@ -137,8 +205,11 @@ class LeNet5(ImageClassifier):
         self.c5 = nn.Conv2d(16, 120, 5)
         self.f6 = nn.Linear(120, 84)
         self.act = act_layer()
+        self.feature_info = [dict(num_chs=6, reduction=2, module="s2"), dict(num_chs=16, reduction=4, module="s4"),
+                             dict(num_chs=120, reduction=32, module="c5")]
         self.num_features = 84
-        self.output = nn.Linear(84, num_classes)
+        self.rbf_output = rbf_output
+        self.output = RBFOutput(rbf_prototypes(num_classes)) if rbf_output else nn.Linear(84, num_classes)
 
         # Appendix A: uniform in +-2.4 / F_i, F_i the unit's fan-in (its biases drawn alike here).
         for m in self.modules():
@@ -149,6 +220,12 @@ class LeNet5(ImageClassifier):
             elif isinstance(m, Subsampling) and m.weight is not None:
                 nn.init.uniform_(m.weight, -2.4 / 4, 2.4 / 4)
                 nn.init.uniform_(m.bias, -2.4 / 4, 2.4 / 4)
+
+    def reset_classifier(self, num_classes: int, *args, **kwargs) -> None:
+        """As every model's; with ``rbf_output`` the new layer is RBF units too, prototypes by ``rbf_prototypes``."""
+        super().reset_classifier(num_classes, *args, **kwargs)
+        if self.rbf_output and num_classes > 0:
+            self.output = RBFOutput(rbf_prototypes(num_classes).to(self.f6.weight))
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.s2(self.act(self.c1(x)))  # N x 6 x 14 x 14 (C1: N x 6 x 28 x 28)
@@ -163,9 +240,17 @@ class LeNet5(ImageClassifier):
         return x if pre_logits else self.output(x)
 
 
+# C1-F6 as in the paper's Section II.B (tests/test_lenet.py checks each); the RBF output has no trainable
+# parameters.
+@register_model(**PAPER, params=60_000)
+def lenet5(**kwargs) -> LeNet5:
+    """LeNet-5 as the paper builds it: Table I's C3, trainable subsampling, scaled tanh, RBF output."""
+    return LeNet5(**kwargs)
+
+
 # The paper's layer counts with a full C3 (6 x 16 x 25 + 16 = 2,416), plain pooling and the
 # linear output: 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706 (tests/test_lenet.py checks each).
 @register_model(**PAPER, params=61_706)
-def lenet5(**kwargs) -> LeNet5:
-    """LeNet-5; ``c3_table=True, trainable_subsampling=True`` gives the paper's C1-F6 (60,000 parameters)."""
-    return LeNet5(**kwargs)
+def lenet5_simplified(**kwargs) -> LeNet5:
+    """The common simplification: full C3, 2x2 average pooling, linear output (``act_layer`` chooses the nonlinearity)."""
+    return LeNet5(**{"c3_table": False, "trainable_subsampling": False, "rbf_output": False, **kwargs})
