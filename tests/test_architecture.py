@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "cnnzoo"
-CORE = {"registry", "weights", "device", "hub"}  # the bottom: names, weight conversion and hub, devices
+CORE = {"registry", "weights", "device", "hub", "files"}  # the bottom: names, weights, files, devices
 # What each part may import, besides itself. A top-level module not listed is held to "models"' rule.
 MAY_IMPORT = {
     "core": set(),
