@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnnzoo
 from cnnzoo.analysis.complexity import module_macs
+from cnnzoo.analysis.stochastic_depth import expected_saved_macs
 from cnnzoo.layers import seed_gates
 from cnnzoo.models.polynet import PolyInception
 
@@ -72,24 +73,25 @@ def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> N
 def poly3_costs(reps: int, batch: int) -> None:
     torch.manual_seed(0)
     poly3 = PolyInception("poly-3", "B").train()
-    block = poly3.blocks[0]  # F
+    block = poly3.blocks[0]  # the Block17 whose transform is F
+    f = block.transform
     x = F.relu(torch.randn(batch, 1152, 17, 17))  # stage B at 299 x 299
 
-    calls = []
-    hook = block.register_forward_hook(lambda *a: calls.append(1))
+    calls = []  # F evaluations, counted at F's final 1x1 (every evaluation ends there)
+    hook = block.conv2d.register_forward_hook(lambda *a: calls.append(1))
     with torch.no_grad():
         poly3(x)
     hook.remove()
 
     def naive() -> torch.Tensor:  # every power from scratch: F, F(F), F(F(F)): 6 evaluations
-        f1 = block(x)
-        f2 = block(F.relu(block(x)))
-        f3 = block(F.relu(block(F.relu(block(x)))))
+        f1 = f(x)
+        f2 = f(F.relu(f(x)))
+        f3 = f(F.relu(f(F.relu(f(x)))))
         return F.relu(x + 0.3 * (f1 + f2 + f3))
 
-    one_f = macs_of(lambda: block(x))
+    one_f = macs_of(lambda: f(x))
     times = alternate({
-        "F": lambda: train_step(block, lambda: block(x)),
+        "F": lambda: train_step(block, lambda: f(x)),
         "poly-3": lambda: train_step(poly3, lambda: poly3(x)),
         "naive": lambda: train_step(poly3, naive),
     }, reps)
@@ -142,14 +144,13 @@ def network(reps: int, batch: int, size: int) -> None:
 
     def run(label: str) -> float:
         steps[label] += 1
-        seed_gates(steps[label])  # the same gate draws for each configuration's n-th step
+        seed_gates(models[label], steps[label])  # the same gate draws for each configuration's n-th step
         model = models[label]
         return train_step(model, lambda: model(x))
 
     times = alternate({label: (lambda label=label: run(label)) for label in models}, reps)
     macs = module_macs(models["drop_path_rate=0.5, batch"], size)
-    saved = sum(m.expected_saved_macs(macs, n) for n, m in models["drop_path_rate=0.5, batch"].named_modules()
-                if isinstance(m, PolyInception))
+    saved = expected_saved_macs(models["drop_path_rate=0.5, batch"], macs)
     base = times["no stochastic paths"]
     table(f"{name}, training step (batch {batch}, {size} x {size}), real gates, p_L = 0.5 linear", [
         (label, f"{times[label] / base:.2f}",

@@ -138,7 +138,7 @@ def test_grad_flow_monitor_averages_only_steps_a_block_ran(one_thread):
     seen = []
     for step in range(6):
         model.zero_grad(set_to_none=True)
-        seed_gates(step)
+        seed_gates(model, step)
         model(torch.randn(2, 1, 8, 8)).sum().backward()
         monitor.after_backward()
         grads = [p.grad for p in block.parameters() if p.grad is not None]

@@ -3,7 +3,7 @@ import torch
 
 import cnnzoo
 from cnnzoo.analysis import count_params
-from cnnzoo.layers import StochasticDepth, seed_gates
+from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.models.inception_resnet import Block8, Block17, Block35, InceptionResNetV2
 from peers import randomize_batchnorm
 
@@ -35,8 +35,8 @@ def test_depths_and_scales_are_arguments():
         paper = cnnzoo.create_model("inception_resnet_v2_paper")
         small = InceptionResNetV2((3, 6, 3), scales=(0.3, 0.3, 0.3))
     assert (len(paper.repeat), len(paper.repeat_1), len(paper.repeat_2) + 1) == (5, 10, 5)
-    # architectures.md: "about 33.8M" for the paper's 5-10-5.
-    assert round(count_params(paper) / 1e5) == 338
+    # Our count for the paper's schema (its stem, 5-10-5, widths 384 / 1152 / 2144); the paper prints none.
+    assert count_params(paper) == 35_122_184
     assert (len(small.repeat), len(small.repeat_1), len(small.repeat_2) + 1) == (3, 6, 3)
     assert {b.scale for b in small.repeat} == {0.3}
     with pytest.raises(ValueError, match=r"depths must be three block counts >= 1.*\(3, 0, 3\)"):
@@ -58,10 +58,50 @@ def test_dropped_block_is_not_computed():
     calls = [0] * len(blocks)
     for i, b in enumerate(blocks):
         b.conv2d.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
-    seed_gates(3)
-    expected = [StochasticDepth(0.1).gate() for _ in blocks]
-    seed_gates(3)
+    stream = GateStream(3)
+    expected = [stream.draw() < 0.1 for _ in blocks]  # the model's stream, reseeded alike, draws the same
+    seed_gates(model, 3)
     model(torch.randn(2, 3, 75, 75)).sum().backward()
     assert 0 < sum(expected) < len(blocks)
     assert calls == [int(k) for k in expected]
     assert [b.conv2d.weight.grad is not None for b in blocks] == expected
+
+
+def test_dropout_keep_08_before_the_classifier():
+    """Figure 15: "Dropout (keep 0.8)" between the average pool and the softmax."""
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        for name in ("inception_resnet_v2", "inception_resnet_v2_paper"):
+            assert cnnzoo.create_model(name).dropout.p == pytest.approx(0.2)
+    model = InceptionResNetV2((1, 1, 1)).train()
+    seen = []
+    model.classif.register_forward_hook(lambda m, a, o: seen.append(a[0]))
+    features = model.forward_features(torch.randn(2, 3, 75, 75))
+    model.forward_head(features)
+    pooled = features.mean((2, 3))
+    active = pooled != 0  # (ReLU zeros stay zero)
+    dropped = (seen[0] == 0) & active
+    assert 0.1 < dropped[active].float().mean() < 0.3  # about 20% of the features
+    kept = active & ~dropped
+    assert torch.allclose(seen[0][kept], pooled[kept] / 0.8, atol=1e-5)
+
+
+def test_paper_variant_has_the_papers_stem():
+    """Figure 3's stem (Inception-v4's): 384 channels at 35 x 35, the stages widen from there."""
+    from cnnzoo.models.inception_v4 import Stem
+
+    with torch.device("meta"):
+        paper = cnnzoo.create_model("inception_resnet_v2_paper")
+        released = cnnzoo.create_model("inception_resnet_v2")
+    assert isinstance(paper.stem, Stem) and not hasattr(paper, "mixed_5b")
+    assert not hasattr(released, "stem") and hasattr(released, "mixed_5b")
+    assert paper.stem.mixed_5a.conv.conv.out_channels + 192 == 384  # the last concat: 192 conv + 192 pooled
+    assert [type(paper.repeat[0]).__name__, paper.repeat[0].conv2d.out_channels] == ["Block35", 384]
+    assert paper.repeat_1[0].conv2d.out_channels == 1152 and paper.block8.conv2d.out_channels == 2144
+    x = torch.randn(1, 3, 299, 299)
+    with torch.no_grad():
+        small = InceptionResNetV2((1, 1, 1), stem="paper").eval()
+        assert small.stem(x).shape == (1, 384, 35, 35)
+        assert small(x).shape == (1, 1000)
+    with pytest.raises(ValueError, match="unknown stem 'v4'"):
+        InceptionResNetV2((1, 1, 1), stem="v4")

@@ -8,8 +8,10 @@ from torch.utils.flop_counter import FlopCounterMode
 import cnnzoo
 from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import module_macs
-from cnnzoo.layers import StochasticDepth, seed_gates
-from cnnzoo.models.polynet import KINDS, InceptionBlock, PolyInception, PolyNet, insert_init
+from cnnzoo.analysis.stochastic_depth import poly_saved_macs
+from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
+from cnnzoo.engine.insertion import insert_init
+from cnnzoo.models.polynet import KINDS, PolyInception, PolyNet, inception_block
 from peers import randomize_batchnorm
 
 
@@ -22,32 +24,34 @@ def meta(name, **kwargs):
 def expected_paths(kind, blocks, x):
     r = F.relu
     F_, G, H = (blocks[i] if i < len(blocks) else None for i in range(3))
-    order = lambda k: k if len(F_.conv2d) > 1 else 0  # noqa: E731  (per-order BN and 1x1 in the release)
     if kind == "1-way":
-        return [F_(x)]
+        return [F_.transform(x)]
     if kind in ("2-way", "3-way"):
-        return [b(x) for b in blocks]
-    if kind in ("poly-2", "poly-3"):
-        f1 = F_(x, order(0))
-        f2 = F_(r(f1), order(1))
-        return [f1, f2] if kind == "poly-2" else [f1, f2, F_(r(f2), order(2))]
-    f, gf = F_(x), G(r(F_(x)))
-    return [f, gf] if kind == "mpoly-2" else [f, gf, H(r(gf))]
+        return [b.transform(x) for b in blocks]
+    if kind in ("poly-2", "poly-3"):  # order k: F's BNs (and 1x1) of order k where it has them
+        f1 = F_.transform(x, 0)
+        f2 = F_.transform(r(f1), 1)
+        return [f1, f2] if kind == "poly-2" else [f1, f2, F_.transform(r(f2), 2)]
+    f = F_.transform(x)
+    gf = G.transform(r(f))
+    return [f, gf] if kind == "mpoly-2" else [f, gf, H.transform(r(gf))]
 
 
 def module(kind, sharing="full", p=1.0, mode="batch"):
     torch.manual_seed(0)
-    return randomize_batchnorm(PolyInception(kind, "A", beta=0.3, survival_prob=p, drop_path_mode=mode, poly_sharing=sharing))
+    gate = StochasticDepth(p, mode)
+    return randomize_batchnorm(PolyInception(kind, "A", beta=0.3, drop_path=gate, poly_sharing=sharing))
 
 
 def count_block_calls(mod):
+    """Evaluations of each block F (counted at its final 1x1, which every evaluation ends with)."""
     calls = [0] * len(mod.blocks)
     for i, block in enumerate(mod.blocks):
-        block.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
+        block.conv2d.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
     return calls
 
 
-@pytest.mark.parametrize("sharing", ["full", "convs"])
+@pytest.mark.parametrize("sharing", ["full", "bn", "convs"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_module_computes_its_polynomial(kind, sharing):
     mod = module(kind, sharing).eval()
@@ -62,7 +66,7 @@ def test_cascade_evaluates_each_order_once(kind, calls):
     mod = module(kind).eval()
     counted = count_block_calls(mod)
     first_conv = []
-    mod.blocks[0].paths[0][0].conv.register_forward_hook(lambda *a: first_conv.append(1))
+    mod.blocks[0].branch0.conv.register_forward_hook(lambda *a: first_conv.append(1))
     with torch.no_grad():
         mod(torch.rand(1, 384, 5, 5))
     assert counted == calls
@@ -71,10 +75,15 @@ def test_cascade_evaluates_each_order_once(kind, calls):
 
 def test_poly_sharing():
     full, convs = PolyInception("poly-3", "B"), PolyInception("poly-3", "B", poly_sharing="convs")
-    assert len(full.blocks) == len(convs.blocks) == 1
-    assert len(full.blocks[0].conv2d) == 1 and len(convs.blocks[0].conv2d) == 3
-    assert len(convs.blocks[0].paths[0][0].bn) == 3
-    assert count_params(full) == count_params(InceptionBlock("B"))
+    bn = PolyInception("poly-3", "B", poly_sharing="bn")
+    assert len(full.blocks) == len(convs.blocks) == len(bn.blocks) == 1
+    assert len(full.blocks[0].conv2d.bn) == 1 and len(convs.blocks[0].conv2d) == 3
+    assert len(convs.blocks[0].branch1[0].bn) == len(bn.blocks[0].branch1[0].bn) == 3
+    assert len(bn.blocks[0].conv2d.bn) == 3  # one final 1x1 conv, a BN per order
+    assert count_params(full) == count_params(inception_block("B"))
+    bn_params = sum(2 * c for c in (192, 128, 160, 192, 1152))  # gamma and beta of each BN of F
+    assert count_params(bn) == count_params(full) + 2 * bn_params
+    assert count_params(convs) == count_params(bn) + 2 * (384 * 1152)  # two more final 1x1 convs
 
 
 @pytest.mark.parametrize("kind", ["poly-3", "mpoly-3", "3-way", "mpoly-2"])
@@ -105,10 +114,10 @@ def test_dropped_paths_are_not_computed(kind):
 
 def test_dropped_paths_get_no_gradient_and_gates_follow_the_shared_generator():
     mod = module("mpoly-3", p=0.5).train()
-    seed_gates(7)
-    expected = [StochasticDepth(0.5).gate() for _ in range(3)]
+    stream = GateStream(7)
+    expected = [stream.draw() < 0.5 for _ in range(3)]
     assert expected == [False, True, False]  # F dropped but needed by GF, HGF dropped
-    seed_gates(7)
+    seed_gates(mod, 7)
     mod(torch.rand(2, 384, 5, 5)).sum().backward()
     grads = [[p.grad is not None for p in block.parameters()] for block in mod.blocks]
     # F's output feeds the kept GF, so F runs and learns through it; H is never called.
@@ -134,8 +143,8 @@ def test_expected_saved_macs_matches_the_gate_patterns(kind):
             mod(torch.rand(1, 384, 5, 5))
         chance = math.prod(p if k else 1 - p for p, k in zip(probs, keep))
         expected += chance * counter.get_total_flops() // 2
-    assert full[""] - mod.expected_saved_macs(full, "") == pytest.approx(expected)
-    assert mod.expected_saved_macs(full, "") > 0
+    assert full[""] - poly_saved_macs(mod, full, "") == pytest.approx(expected)
+    assert poly_saved_macs(mod, full, "") > 0
 
 
 def test_eval_runs_every_path_scaled_by_survival():
@@ -155,7 +164,7 @@ def test_row_mode_masks_samples_and_computes_everything():
 
 
 def test_path_schedule_over_modules():
-    model = meta("polynet", drop_path_rate=0.5)
+    model = meta("polynet", residual_scale=0.3, drop_path_rate=0.5)
     modules = model.modules_in_order()
     assert len(modules) == 40
     probs = [{g.survival_prob for g in m.drop_paths} for m in modules]
@@ -231,9 +240,9 @@ def test_insert_init_starts_the_deep_net_where_the_shallow_one_was():
         assert (deep(x) - shallow(x)).abs().max() <= 1e-5 < before
     # stage B: shallow (poly-3, 2-way) placed at 0 and 3 of deep's (poly-3, 2-way, poly-3, 2-way)
     assert [m.beta for m in deep.stage_b] == [0.8, 0.3, 0.3, 0.7]
-    assert torch.equal(deep.stage_b[3].blocks[1].conv2d[0].conv.weight, shallow.stage_b[1].blocks[1].conv2d[0].conv.weight)
+    assert torch.equal(deep.stage_b[3].blocks[1].conv2d.conv.weight, shallow.stage_b[1].blocks[1].conv2d.conv.weight)
     inserted = deep.stage_b[1]
-    assert all(not final.bn.weight.any() for block in inserted.blocks for final in block.conv2d)
+    assert all(not bn.weight.any() for block in inserted.blocks for bn in block.conv2d.bn)
     with pytest.raises(ValueError, match=r"stage_a: the shallow net has 2 modules, more than the deep one's 1"):
         insert_init(deep, shallow)
 
@@ -258,3 +267,109 @@ def test_info_reports_paths_and_their_saving(capsys):
     # 12 modules: 3 + 3 1-way paths in A and C, 6 x 3 poly-3 paths in B; p_l = 1 - l / 24 over the modules
     assert "24 paths, expected active E[L~] = 17.50" in out
     assert "100.0% of the full" not in out
+
+
+def test_insert_init_old_import_path_still_works_with_a_warning():
+    import cnnzoo.models.polynet as polynet
+
+    with pytest.warns(DeprecationWarning, match="cnnzoo.engine.insertion"):
+        old = polynet.insert_init
+    assert old is insert_init
+
+
+KINDS_OF_RELEASE = {"InceptionResNetA2Way": "2-way", "InceptionResNetB2Way": "2-way", "InceptionResNetC2Way": "2-way",
+                    "InceptionResNetBPoly3": "poly-3", "InceptionResNetCPoly3": "poly-3"}
+
+
+def test_very_deep_layout_is_the_releases():
+    """The order of poly-3 and 2-way within each stage, as the released model has it (see VERY_DEEP_KINDS)."""
+    release = pytest.importorskip("pretrainedmodels.models.polynet")
+    with torch.device("meta"):
+        peer = release.PolyNet()
+    ours = meta("polynet")
+    for stage in ("stage_a", "stage_b", "stage_c"):
+        assert [m.kind for m in getattr(ours, stage)] == [KINDS_OF_RELEASE[type(m).__name__] for m in getattr(peer, stage)]
+        assert [m.beta for m in getattr(ours, stage)] == [m.scale for m in getattr(peer, stage)]
+
+
+def test_residual_scale_paper_or_released():
+    from pathlib import Path
+
+    from cnnzoo.engine.config import load_config
+    from cnnzoo.models.polynet import RELEASED_BETAS
+
+    assert [m.beta for m in meta("polynet").modules_in_order()] == list(RELEASED_BETAS)  # the weights need them
+    assert {m.beta for m in meta("polynet", residual_scale=0.3).modules_in_order()} == {0.3}
+    assert {m.beta for m in meta("polynet_shared").modules_in_order()} == {0.3}  # the paper's text
+    # the recipe trains with the paper's beta, and says so to the model
+    root = Path(__file__).resolve().parents[1]
+    recipe = next(p for p in (root / "configs", root / "src/cnnzoo/configs") if (p / "polynet_imagenet.yaml").exists())
+    cfg = load_config(recipe / "polynet_imagenet.yaml")
+    assert {m.beta for m in meta(cfg.model, **cfg.model_kwargs).modules_in_order()} == {0.3}
+    with pytest.raises(ValueError, match="residual_scale must be 'released' or a number"):
+        meta("polynet", residual_scale="paper")
+
+
+def test_released_scales_are_not_applied_twice_with_stochastic_paths():
+    """The released factors hold the evaluation scaling of stochastic paths: the gates must not add theirs."""
+    with pytest.raises(ValueError, match="would apply twice: add drop_path_inverted=True"):
+        meta("polynet", drop_path_rate=0.3)
+    model = meta("polynet", drop_path_rate=0.3, drop_path_inverted=True)
+    assert all(g.inverted for m in model.modules_in_order() for g in m.drop_paths)
+    # evaluation then adds beta * path once: not beta * p, not beta twice
+    torch.manual_seed(0)
+    beta, p = 0.8, 0.6
+    mod = randomize_batchnorm(PolyInception("2-way", "A", beta=beta, drop_path=StochasticDepth(p, inverted=True))).eval()
+    x = F.relu(torch.randn(1, 384, 5, 5))
+    with torch.no_grad():
+        assert torch.allclose(mod(x), F.relu(x + beta * sum(expected_paths("2-way", mod.blocks, x))), atol=1e-5)
+    # with the paper's beta, the gates' p_l scales at evaluation, once
+    paper = meta("polynet", residual_scale=0.3, drop_path_rate=0.3)
+    assert {m.beta for m in paper.modules_in_order()} == {0.3}
+
+
+def test_insert_init_preserves_the_function_with_stochastic_paths():
+    from cnnzoo.layers import DropPathSpec
+
+    torch.manual_seed(0)
+    kinds = ("2-way", ("poly-3", "2-way"), ("poly-3", "2-way"))
+    paths = DropPathSpec(0.5)
+    shallow = randomize_batchnorm(PolyNet((1, 2, 2), kinds, beta=[0.9, 0.8, 0.7, 0.6, 0.5], poly_sharing="convs",
+                                          drop_rate=0.0, drop_path=paths))
+    deep = randomize_batchnorm(PolyNet((2, 4, 3), kinds, poly_sharing="convs", drop_rate=0.0, drop_path=paths))
+    insert_init(shallow, deep)
+    x = torch.randn(2, 3, 75, 75)
+    # evaluation: every path scaled by its p_l; the moved modules keep shallow's
+    with torch.no_grad():
+        assert (deep.eval()(x) - shallow.eval()(x)).abs().max() <= 1e-5
+    placed = [m for m in deep.modules_in_order() if m.beta != 0.3]
+    inserted = [m for m in deep.modules_in_order() if m.beta == 0.3]
+    assert len(placed) == 5 and len(inserted) == 4
+    assert [[g.survival_prob for g in m.drop_paths] for m in placed] == [
+        [g.survival_prob for g in m.drop_paths] for m in shallow.modules_in_order()]
+    # training: an inserted module adds nothing whatever its gates draw (BN on batch statistics)
+    h = F.relu(torch.randn(4, 1152, 5, 5))
+    for module in inserted[1:3]:  # stage B's: one poly-3, one 2-way
+        module.train()
+        for pattern in ((True,) * 3, (False, True, True), (True, False, False)):
+            for gate, kept in zip(module.drop_paths, pattern):
+                gate.open = lambda kept=kept: kept
+            with torch.no_grad():
+                assert torch.equal(module(h), h)
+    # training: the same random function. With the moved modules' gates drawing as shallow's did, deep's
+    # output is shallow's, whatever the inserted ones draw; their probabilities are shallow's (above).
+    for net in (shallow, deep):
+        net.train()
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()  # batch statistics would differ only by the batch, not by the gates
+    for seed in range(3):
+        seed_gates(shallow, seed)
+        with torch.no_grad():
+            expected = shallow(x)
+        for mine, theirs in zip(placed, shallow.modules_in_order()):
+            for gate, ref in zip(mine.drop_paths, theirs.drop_paths):
+                gate.open = lambda kept=ref._open: kept
+        seed_gates(deep, 100 + seed)
+        with torch.no_grad():
+            assert (deep(x) - expected).abs().max() <= 1e-5

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from cnnzoo.analysis import count_params
 from cnnzoo.analysis.complexity import meta_model
 from cnnzoo.cli import main
-from cnnzoo.layers import StochasticDepth
+from cnnzoo.layers import DropPathSpec, StochasticDepth
 from cnnzoo.models.pyramidnet import (IMAGENET_RESULTS, PyramidBasicBlock, _cifar_pyramidnet,
                                       _imagenet_pyramidnet)
 
@@ -56,7 +56,7 @@ def test_unit_is_bn_conv_bn_relu_conv_bn_plus_padded_pooled_identity():
 
 
 def test_stochastic_depth_drops_whole_branches():
-    model = _cifar_pyramidnet(20, 12, drop_path_rate=0.5)
+    model = _cifar_pyramidnet(20, 12, drop_path=DropPathSpec(0.5))
     gates = [m for m in model.modules() if isinstance(m, StochasticDepth)]
     assert [round(g.survival_prob, 4) for g in gates] == [round(1 - l / 9 * 0.5, 4) for l in range(1, 10)]
     block = model.stages[0][0].train()

@@ -2,8 +2,7 @@ import pytest
 import torch
 
 import cnnzoo
-from cnnzoo.layers import StochasticDepth, seed_gates, survival_probs
-from cnnzoo.layers.drop import gate_generator
+from cnnzoo.layers import DropPathSpec, GateStream, StochasticDepth, gate_state, load_gate_state, seed_gates, survival_probs
 
 
 def test_linear_schedule_is_the_papers():
@@ -28,9 +27,9 @@ def test_closed_gate_never_calls_the_branch_and_gives_no_gradient():
     blocks = [b for stage in (model.layer1, model.layer2, model.layer3) for b in stage]
     for i, block in enumerate(blocks):
         block.conv1.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls.get(i, 0) + 1))
-    seed_gates(1)
-    expected = [StochasticDepth(0.1).gate() for _ in blocks]  # the same draws, in block order
-    seed_gates(1)
+    stream = GateStream(1)
+    expected = [stream.draw() < 0.1 for _ in blocks]  # the same draws, in block order
+    seed_gates(model, 1)
     model(torch.randn(4, 3, 32, 32)).sum().backward()
     assert 0 < sum(expected) < len(blocks)
     for i, (block, kept) in enumerate(zip(blocks, expected)):
@@ -68,14 +67,76 @@ def test_row_mode_masks_per_sample_and_always_computes():
 
 
 def test_same_seed_same_gates_across_replicas():
-    """What DDP needs: ranks that reseed with the step's seed drop the same blocks."""
+    """What DDP needs: two replicas (built apart, as on two ranks) that reseed with the step's seed drop the same blocks."""
+    x = torch.randn(2, 3, 32, 32)
+
     def draws(seed):
-        seed_gates(seed)
-        return [StochasticDepth(0.5).gate() for _ in range(32)]
+        model = cnnzoo.create_model("resnet20", drop_path_rate=0.5).train()
+        seed_gates(model, seed)
+        with torch.no_grad():
+            model(x)
+        return [b.drop_path._open for stage in (model.layer1, model.layer2, model.layer3) for b in stage]
 
     assert draws(123) == draws(123)
     assert draws(123) != draws(124)
-    assert isinstance(gate_generator, torch.Generator)
+
+
+def test_the_model_owns_its_gate_stream_and_each_call_draws_new_gates():
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.5).train()
+    blocks = [b for stage in (model.layer1, model.layer2, model.layer3) for b in stage]
+    streams = {id(b.drop_path.stream) for b in blocks}
+    assert len(streams) == 1 and model.gate_stream is blocks[0].drop_path.stream
+    other = cnnzoo.create_model("resnet20", drop_path_rate=0.5)
+    assert other.gate_stream is not model.gate_stream
+    # the stream is not part of the weights: the state_dict has the same keys as without stochastic depth
+    assert model.state_dict().keys() == cnnzoo.create_model("resnet20").state_dict().keys()
+    x = torch.randn(2, 3, 32, 32)
+    seed_gates(model, 5)
+    passes = []
+    with torch.no_grad():
+        for _ in range(4):
+            model(x)
+            passes.append([b.drop_path._open for b in blocks])
+    assert len({tuple(p) for p in passes}) > 1  # every call draws new gates
+    # the gates come from the model's stream, whatever state torch's global generator is in
+    torch.manual_seed(1234)
+    seed_gates(model, 5)
+    with torch.no_grad():
+        model(x)
+    assert [b.drop_path._open for b in blocks] == passes[0]
+
+
+def test_gate_state_restores_the_stream():
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.5).train()
+    blocks = [b for stage in (model.layer1, model.layer2, model.layer3) for b in stage]
+    x = torch.randn(2, 3, 32, 32)
+    seed_gates(model, 11)
+    saved = gate_state(model)
+    with torch.no_grad():
+        model(x)
+        first = [b.drop_path._open for b in blocks]
+        model(x)
+        load_gate_state(model, saved)
+        model(x)
+    assert [b.drop_path._open for b in blocks] == first
+    assert gate_state(cnnzoo.create_model("resnet20")) == []  # no stochastic depth: no stream
+    with pytest.raises(TypeError, match=r"seed_gates\(model, seed\)"):
+        seed_gates(3)
+
+
+def test_keywords_become_one_spec():
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.2, drop_path_mode="row", drop_path_schedule="uniform",
+                                drop_path_inverted=True)
+    gates = [m for m in model.modules() if isinstance(m, StochasticDepth)]
+    assert {(g.survival_prob, g.mode, g.inverted) for g in gates} == {(0.8, "row", True)}
+    spec = DropPathSpec(0.2, "row", "uniform", True)
+    same = cnnzoo.create_model("resnet20", drop_path=spec)
+    assert [(g.survival_prob, g.mode, g.inverted) for g in same.modules() if isinstance(g, StochasticDepth)] == [
+        (g.survival_prob, g.mode, g.inverted) for g in gates]
+    with pytest.raises(ValueError, match="not both"):
+        cnnzoo.create_model("resnet20", drop_path=spec, drop_path_rate=0.1)
+    with pytest.raises(ValueError, match="drop_path_mode"):
+        DropPathSpec(0.1, mode="column")
 
 
 def test_bad_arguments_are_clear():
@@ -97,7 +158,7 @@ def test_gradient_checkpointing_recomputes_with_the_same_gates(use_reentrant):
 
     def run(checkpointed):
         model.zero_grad()
-        seed_gates(7)
+        seed_gates(model, 7)
         out = model.maxpool(model.relu(model.bn1(model.conv1(x))))
         for stage in (model.layer1, model.layer2, model.layer3):
             for block in stage:
@@ -107,6 +168,56 @@ def test_gradient_checkpointing_recomputes_with_the_same_gates(use_reentrant):
 
     plain, checkpointed = run(False), run(True)
     assert any(g is None for g in plain)  # some blocks were dropped in this step
+    for a, b in zip(plain, checkpointed):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_checkpointed_blocks_inside_a_model_call_keep_their_gates(use_reentrant):
+    """Checkpointing inside the model's own forward: the recomputation in backward sees the forward's gates."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.5, drop_path_schedule="uniform").train()
+    x = torch.randn(4, 3, 32, 32)
+
+    def grads(seed):
+        model.zero_grad()
+        seed_gates(model, seed)
+        model(x).sum().backward()
+        return [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+
+    plain = grads(3)
+    for stage in (model.layer1, model.layer2, model.layer3):
+        for block in stage:
+            block.forward = lambda t, f=block.forward: checkpoint(f, t, use_reentrant=use_reentrant)
+    checkpointed = grads(3)
+    assert any(g is None for g in plain)
+    for a, b in zip(plain, checkpointed):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_checkpointing_the_whole_model_keeps_its_gates(use_reentrant):
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.5, drop_path_schedule="uniform").train()
+    x = torch.randn(4, 3, 32, 32, requires_grad=True)
+
+    def grads(checkpointed):
+        model.zero_grad()
+        seed_gates(model, 9)
+        out = checkpoint(model, x, use_reentrant=use_reentrant) if checkpointed else model(x)
+        out.sum().backward()
+        return [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+
+    plain, checkpointed = grads(False), grads(True)
+    assert any(g is None for g in plain)
     for a, b in zip(plain, checkpointed):
         assert (a is None) == (b is None)
         if a is not None:

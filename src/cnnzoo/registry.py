@@ -14,6 +14,8 @@ from typing import Any, Callable, Literal
 
 from torch import nn
 
+from .layers.drop import drop_path_from_keywords
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -22,7 +24,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 @dataclass(frozen=True)
 class ModelCfg:
-    """What a model expects as input, and what its paper (or ../shared/reference) reports."""
+    """What a model expects as input, and what its paper (or the reference table of its family) reports."""
 
     input_size: tuple[int, int, int] = (3, 224, 224)  # C x H x W the paper trains and evaluates at
     num_classes: int = 1000  # classes of the data set the reference figures are for
@@ -97,13 +99,15 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     ``pretrained``: True loads the model's default published weights (or those of
     TAG when ``name`` is ``NAME.TAG``, as in timm), a string the weights of that tag
     (``cnnzoo.hub`` lists them).
-    Other keywords go to the family's constructor; one it does not take is an error.
+    Other keywords go to the family's constructor; one it does not take is an error. The stochastic-depth
+    keywords ``drop_path_rate / _mode / _schedule / _inverted`` become one ``drop_path=DropPathSpec(...)``.
     """
     name, _, tag = name.partition(".")
     builder = _MODELS[_lookup(name)]
     cfg = _CFGS[name]
     num_classes = cfg.num_classes if num_classes is None else num_classes
     in_chans = cfg.in_chans if in_chans is None else in_chans
+    kwargs = drop_path_from_keywords(kwargs)
     check_keywords(name, {"num_classes": num_classes, "in_chans": in_chans, **kwargs})
     try:
         model = builder(num_classes=num_classes, in_chans=in_chans, **kwargs)

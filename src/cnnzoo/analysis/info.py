@@ -7,7 +7,6 @@ from typing import Iterator
 from torch import nn
 
 from .. import registry
-from ..layers.drop import StochasticDepth
 from .complexity import check_input_size, compare_models, count_macs, count_params, meta_model, trace
 from .report import macs_text, reference_macs_text
 
@@ -108,20 +107,16 @@ def info_lines(name: str, input_size: int | None = None, drop_path_rate: float =
 
 def _stochastic_depth_lines(name: str, model: nn.Module, macs: dict[str, int], rate: float) -> list[str]:
     """Expected active blocks E[L~] and, in batch mode, the expected training MACs per image."""
-    gates = [(n, m) for n, m in model.named_modules() if isinstance(m, StochasticDepth)]
-    if not gates:
+    from .stochastic_depth import drop_path_cost
+
+    cost = drop_path_cost(model, macs)
+    if cost is None:
         raise ValueError(f"{name} has no residual blocks to drop; --drop-path-rate applies to residual families")
-    expected = sum(m.survival_prob for _, m in gates)
-    saved = sum((1 - m.survival_prob) * macs.get(n, 0) for n, m in gates)
-    # Multi-path modules (PolyNet) gate paths whose work runs outside the gates: they report their own saving.
-    multi_path = [(n, m) for n, m in model.named_modules() if hasattr(m, "expected_saved_macs")]
-    saved += sum(m.expected_saved_macs(macs, n) for n, m in multi_path)
-    unit = "paths" if multi_path else "blocks"
-    lines = [f"  {'stoch. depth':<13}{len(gates)} {unit}, expected active E[L~] = {expected:.2f}"
-             f" (p_L = {1 - rate:g}, {gates[0][1].mode} mode)"]
-    if gates[0][1].mode == "batch":
-        lines.append(f"  {'train MACs':<13}{(macs[''] - saved) / 1e9:.3f} G expected per image,"
-                     f" {1 - saved / macs['']:.1%} of the full network's {macs[''] / 1e9:.3f} G")
+    lines = [f"  {'stoch. depth':<13}{cost.gates} {'paths' if cost.paths else 'blocks'}, expected active E[L~] ="
+             f" {cost.expected_active:.2f} (p_L = {1 - rate:g}, {cost.mode} mode)"]
+    if cost.mode == "batch":
+        lines.append(f"  {'train MACs':<13}{(macs[''] - cost.saved_macs) / 1e9:.3f} G expected per image,"
+                     f" {1 - cost.saved_macs / macs['']:.1%} of the full network's {macs[''] / 1e9:.3f} G")
     return lines
 
 

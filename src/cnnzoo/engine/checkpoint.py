@@ -24,15 +24,15 @@ from torch import Tensor, nn
 
 from ..files import CheckpointError, WriteError, atomic_write, load_checkpoint, load_file, save_checkpoint
 from ..files import save_safetensors
-from ..layers.drop import gate_generator
+from ..layers.drop import gate_state, load_gate_state
 from ..weights import check_state_dict
 
 __all__ = ["CheckpointError", "WriteError", "atomic_write", "load_checkpoint", "load_file", "load_weights",
            "read_weights", "rng_state", "save_checkpoint", "save_weights", "set_rng_state"]
 
 
-def rng_state() -> dict[str, Any]:
-    """Every random generator training draws from: torch (CPU and CUDA), numpy, Python, the stochastic-depth gates."""
+def rng_state(model: nn.Module | None = None) -> dict[str, Any]:
+    """Every random generator training draws from: torch (CPU and CUDA), numpy, Python, ``model``'s gate stream."""
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -40,11 +40,11 @@ def rng_state() -> dict[str, Any]:
         # numpy's state holds an ndarray, which weights_only loading refuses: keep it as a tensor.
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "python": random.getstate(),
-        "gates": gate_generator.get_state(),
+        "gates": gate_state(model) if model is not None else [],
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], model: nn.Module | None = None) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -52,7 +52,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    gate_generator.set_state(state["gates"])
+    if model is not None:
+        load_gate_state(model, state.get("gates"))
 
 
 def save_weights(path: str | Path, model: nn.Module, metadata: dict[str, Any] | None = None) -> None:

@@ -363,9 +363,9 @@ class Trainer:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         # lr: the per-iteration schedule already set this step's value in the optimizer
-        # gates: stochastic depth draws from a generator seeded by (seed, step): the same on every
-        # rank (DDP gradients agree) and again after a resume
-        seed_gates(step_seed(cfg.seed, self.step))
+        # gates: stochastic depth draws from the model's gate stream, seeded by (seed, step): the same on
+        # every rank (DDP gradients agree) and again after a resume
+        seed_gates(self.net, step_seed(cfg.seed, self.step))
         # forward, in mixed precision on CUDA
         with self._autocast():
             outputs = self.model(images)
@@ -447,7 +447,7 @@ class Trainer:
         if bad := nonfinite_entries(model_state):  # every rank: DDP keeps their weights equal, so all stop
             raise NumericalError(f"the weights hold NaN or Inf ({', '.join(bad[:5])}) at step {self.step}"
                                  f" (epoch {self.epoch + (1 if self.batch else 0)}); {self._last_good()}")
-        rngs = distributed.gather_objects(rng_state(), self.world)
+        rngs = distributed.gather_objects(rng_state(self.net), self.world)
         if not self.world.is_main:
             return
         state = {
@@ -479,7 +479,7 @@ class Trainer:
             self.grad_flow.load_state_dict(ckpt["grad_flow"])
         self.best_top1, self.last_test = ckpt["best_top1"], ckpt["last_test"]
         rngs = ckpt["rng"]
-        set_rng_state(rngs[self.world.rank] if len(rngs) == self.world.size else rngs[0])
+        set_rng_state(rngs[self.world.rank] if len(rngs) == self.world.size else rngs[0], self.net)
 
     def _last_good(self) -> str:
         last = self.run_dir / "last.ckpt"

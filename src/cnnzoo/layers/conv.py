@@ -20,6 +20,8 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 class ConvBnAct(nn.Module):
     """Conv -> BatchNorm -> activation, the unit of the BN-era Inception networks.
 
+    ``norm_layer(out_chs, eps=eps)`` builds the normalisation (BatchNorm by default).
+
     Attribute names (``conv``, ``bn``) follow timm's and torchvision's
     ``BasicConv2d`` so that their weights map by name.
     """
@@ -34,10 +36,11 @@ class ConvBnAct(nn.Module):
         groups: int = 1,
         eps: float = 1e-3,
         act_layer: Callable[..., nn.Module] | None = nn.ReLU,
+        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
     ):
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_chs, eps=eps)
+        self.bn = norm_layer(out_chs, eps=eps)
         self.act = act_layer(inplace=True) if act_layer is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

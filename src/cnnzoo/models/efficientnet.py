@@ -12,7 +12,8 @@ Training regularises with dropout 0.2 before the classifier and with
 al. 2016) with one gate per sample: ``cnnzoo.layers.StochasticDepth`` in
 "row" mode, inverted (an open branch is divided by its survival probability
 during training). The reference code's rate grows linearly with the block's
-index: block i of the 16 (from 0) drops with ``drop_path_rate * i / 16``.
+index: block i of the 16 (from 0) drops with ``drop_path_rate * i / 16`` (the
+``"linear0"`` schedule of ``cnnzoo.layers.drop``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from ..layers import ConvBnAct, StochasticDepth, survival_probs
+from ..layers import ConvBnAct, DropPathSpec, StochasticDepth
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier, he_init_
@@ -96,26 +97,29 @@ class EfficientNet(ImageClassifier):
 
     Args:
         drop_rate: dropout before the classifier (0.2 for B0, Section 5.2).
-        drop_path_rate: drop connect's largest rate; the paper trains with 0.2 ("survival probability 0.8",
-            set in the efficientnet_b0_imagenet recipe; torchvision defaults to it). See the module docstring.
+        drop_path: drop connect (``create_model`` builds it from ``drop_path_rate``, its largest rate); the
+            paper trains with 0.2 ("survival probability 0.8", set in the efficientnet_b0_imagenet recipe;
+            torchvision defaults to it). Per sample and inverted unless the spec says otherwise; see the module
+            docstring.
     """
 
     classifier = "fc"
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
-                 drop_path_rate: float = 0.0):
+                 drop_path: DropPathSpec | None = None):
         super().__init__()
         self.stem = ConvBnSiLU(in_chans, STEM_CHS, 3, stride=2, padding=1)
         num_blocks = sum(layers for *_, layers in STAGES)
-        # Block i (from 0) survives with 1 - rate * i / N: the first block is never dropped.
-        probs = iter([1.0] + survival_probs(num_blocks, drop_path_rate)[:-1])
+        # Block i (from 0) survives with 1 - rate * i / N: the first block is never dropped. Drop connect's
+        # convention (per sample, inverted) unless the spec says otherwise.
+        gates = iter((drop_path or DropPathSpec()).gates(num_blocks, owner=self, mode="row", schedule="linear0",
+                                                         inverted=True))
         chs, reduction, stages, self.feature_info = STEM_CHS, 2, [], []
         for i, (expand, kernel, stride, out_chs, layers) in enumerate(STAGES):
             blocks = []
             for b in range(layers):
                 s = stride if b == 0 else 1
-                drop_path = StochasticDepth(next(probs), mode="row", inverted=True)
-                blocks.append(MBConv(chs, out_chs, expand, kernel, s, drop_path))
+                blocks.append(MBConv(chs, out_chs, expand, kernel, s, next(gates)))
                 chs = out_chs
             stages.append(nn.Sequential(*blocks))
             reduction *= stride

@@ -34,7 +34,6 @@ the final 1x1): our choice, since the paper does not list its layers.
 
 from __future__ import annotations
 
-import math
 import re
 from functools import partial
 from typing import Callable, Literal, NamedTuple, Sequence
@@ -43,10 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import Concat, ConvBnAct, StochasticDepth, survival_probs
+from ..layers import Concat, ConvBnAct, DropPathSpec, StochasticDepth
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier
+from .inception_resnet import STAGE_BLOCKS, InceptionResidual
 
 PAPER = dict(paper="PolyNet: A Pursuit of Structural Diversity in Very Deep Networks", arxiv="1611.05725")
 VERY_DEEP = dict(PAPER, input_size=331, top1_err=18.71, top5_err=4.25, eval_note="single crop, ImageNet val")
@@ -72,67 +72,92 @@ KINDS = {
     "mpoly-3": Kind(3, 3, True),  # I + F + GF + HGF
 }
 
-# The Inception-residual block of each stage (the release's layout): its width, then its paths, each a list
-# of (out channels, kernel, padding) convs; the paths' outputs are concatenated in this order (the release's)
-# and a linear 1x1 conv + BN maps them back to the width.
-STAGE_BLOCKS = {
-    "A": (384, (((32, 1, 0), (48, 3, 1), (64, 3, 1)), ((32, 1, 0), (32, 3, 1)), ((32, 1, 0),))),
-    "B": (1152, (((128, 1, 0), (160, (1, 7), (0, 3)), (192, (7, 1), (3, 0))), ((192, 1, 0),))),
-    "C": (2048, (((192, 1, 0), (224, (1, 3), (0, 1)), (256, (3, 1), (1, 0))), ((192, 1, 0),))),
-}
+# The width of each stage in the release's layout (Inception-ResNet-v2's release: 320 / 1088 / 2080).
+STAGE_WIDTHS = {"A": 384, "B": 1152, "C": 2048}
 
 # Very Deep PolyNet: stage A 10 x 2-way, B 10 x (poly-3, 2-way), C 5 x (poly-3, 2-way).
+# Evidence for the order within each stage:
+# - the paper's text (arXiv 1611.05725, the Very Deep PolyNet section) gives the counts and says the stages
+#   are mixed: stage A 10 2-way modules; stage B 10 poly-3 and 10 2-way; stage C 5 poly-3 and 5 2-way. It
+#   names no mpoly-3 there (mpoly-3 appears in the ablations and in the 6-12-6 mixed stage B only, see
+#   MIXED_B), and its text does not fix which kind comes first.
+# - the released model (the Caffe release as ported in pretrainedmodels/models/polynet.py, whose weights
+#   import here) fixes the order: stage_a is InceptionResNetA2Way x 10; stage_b alternates
+#   InceptionResNetBPoly3, InceptionResNetB2Way, ... starting with poly-3 (20 modules); stage_c alternates
+#   InceptionResNetCPoly3, InceptionResNetC2Way starting with poly-3 (10 modules).
+#   tests/test_polynet.py::test_very_deep_layout_is_the_releases checks this against the installed package.
 VERY_DEEP_DEPTHS = (10, 20, 10)
 VERY_DEEP_KINDS = ("2-way", ("poly-3", "2-way"), ("poly-3", "2-way"))
-# The release multiplies the paths of its 40 modules by factors falling linearly from 1 to 0.7 (printed to
-# 6 decimals), not by a constant beta: the shape of a linear survival schedule with p_L = 0.7 applied at
-# evaluation. The release does not say; we keep its numbers, which its weights need.
+# The paper scales every path by beta = 0.3 (its training setup); the release multiplies the paths of its 40 modules by
+# factors falling linearly from 1 to 0.7 (printed to 6 decimals) instead: the shape of a linear survival
+# schedule with p_L = 0.7 applied at evaluation, i.e. stochastic paths' eval-time scaling already folded in.
+# The release does not say; its weights need its numbers. ``residual_scale`` chooses (see ``polynet``).
+PAPER_BETA = 0.3
 RELEASED_BETAS = tuple(round(1 - 0.3 * i / 39, 6) for i in range(40))
 
-PolySharing = Literal["full", "convs"]
+PolySharing = Literal["full", "bn", "convs"]
 
 
 class PolyConvBnAct(nn.Module):
-    """Conv -> BN -> ReLU whose conv may serve several orders of a poly-N module, each with its own BN."""
+    """Conv -> BN (-> ReLU) whose conv may serve several orders of a poly-N module, each with its own BN.
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size, padding=0, orders: int = 1, eps: float = 1e-5):
-        super().__init__()
-        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, padding=padding, bias=False)
-        self.bn = nn.ModuleList(nn.BatchNorm2d(out_chs, eps=eps) for _ in range(orders))
-
-    def forward(self, x: Tensor, order: int = 0) -> Tensor:
-        return F.relu(self.bn[order](self.conv(x)), inplace=True)
-
-
-class InceptionBlock(nn.Module):
-    """An Inception-residual block F of stage A, B or C: parallel conv paths, concat, linear 1x1 + BN.
-
-    ``orders`` > 1 builds the release's poly-N block: the paths' convolutions are
-    shared by the orders, while each order has its own BNs and its own final 1x1
-    conv + BN. With ``orders`` = 1 the block is one F, however often it is applied.
+    ``per_order`` tells ``InceptionResidual.transform`` to pass the order along.
     """
 
-    def __init__(self, stage: str, orders: int = 1, eps: float = 1e-5):
+    per_order = True
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size, stride: int = 1, padding=0, orders: int = 1,
+                 eps: float = 1e-5, act: bool = True, norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d):
         super().__init__()
-        width, paths = STAGE_BLOCKS[stage]
-        self.paths = nn.ModuleList()
-        for convs in paths:
-            path, in_chs = nn.ModuleList(), width
-            for out_chs, kernel, padding in convs:
-                path.append(PolyConvBnAct(in_chs, out_chs, kernel, padding, orders, eps))
-                in_chs = out_chs
-            self.paths.append(path)
-        cat_chs = sum(convs[-1][0] for convs in paths)
-        self.conv2d = nn.ModuleList(ConvBnAct(cat_chs, width, 1, eps=eps, act_layer=None) for _ in range(orders))
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=False)
+        self.bn = nn.ModuleList(norm_layer(out_chs, eps=eps) for _ in range(orders))
+        self.act = act
 
     def forward(self, x: Tensor, order: int = 0) -> Tensor:
-        outs = []
-        for path in self.paths:
-            h = x
-            for conv in path:
-                h = conv(h, order)
-            outs.append(h)
-        return self.conv2d[order](torch.cat(outs, 1))  # linear: no ReLU before the sum
+        x = self.bn[order if len(self.bn) > 1 else 0](self.conv(x))
+        return F.relu(x, inplace=True) if self.act else x
+
+
+class PerOrder(nn.ModuleList):
+    """One layer per order of a poly-N module: the release's final 1x1 conv + BN of each order."""
+
+    per_order = True
+
+    def forward(self, x: Tensor, order: int = 0) -> Tensor:
+        return self[order](x)
+
+
+def inception_block(stage: str, orders: int = 1, sharing: PolySharing = "full", eps: float = 1e-5,
+                    norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d) -> InceptionResidual:
+    """F: Inception-ResNet-v2's block of ``stage`` (``Block35 / Block17 / Block8``) in the release's layout.
+
+    The stage's width (``STAGE_WIDTHS``), convs without bias each followed by BN
+    (eps 1e-5), and a linear 1x1 conv + BN back to the width. Only ``transform``
+    (F itself) is used: the PolyInception module adds, scales and gates the paths.
+    ``orders`` > 1 builds the F of a poly-N module that serves every order:
+    ``sharing="full"`` one F, BNs included (the paper's text: "F shared");
+    ``"bn"`` shared convs with one BN set per order; ``"convs"`` also one final
+    1x1 conv + BN per order. The paper's Very Deep PolyNet figures (18.71 /
+    4.25 %) are those of the released model, which is ``"convs"``: its
+    ``PolyConv2d`` keeps a BN per order (``bn_blocks``) and its
+    ``conv2d_blocks`` a final 1x1 per order. The paper does not say how its
+    ablation networks share BN; a Caffe net shares convolution weights by name
+    but keeps each BN layer's own statistics, so per-order BN ("bn" or
+    "convs") is the likely one. The registered ablations use "full" (the
+    text's reading); pass ``poly_sharing="bn"`` for per-order BN.
+    """
+    if sharing not in ("full", "bn", "convs"):
+        raise ValueError(f"unknown poly_sharing {sharing!r}: use 'full', 'bn' or 'convs'")
+    bn_orders = orders if sharing != "full" else 1
+    conv_block = partial(PolyConvBnAct, orders=bn_orders, eps=eps, norm_layer=norm_layer)
+
+    def up_block(in_chs: int, width: int) -> nn.Module:
+        if sharing == "convs" and orders > 1:
+            return PerOrder(PolyConvBnAct(in_chs, width, 1, eps=eps, act=False, norm_layer=norm_layer)
+                            for _ in range(orders))
+        return PolyConvBnAct(in_chs, width, 1, orders=bn_orders, eps=eps, act=False, norm_layer=norm_layer)
+
+    return STAGE_BLOCKS[stage](no_relu=True, conv_block=conv_block, width=STAGE_WIDTHS[stage], up_block=up_block)
 
 
 class PolyInception(nn.Module):
@@ -142,31 +167,33 @@ class PolyInception(nn.Module):
         kind: one of ``KINDS``.
         stage: ``"A"``, ``"B"`` or ``"C"``: which Inception-residual blocks F, G, H are.
         beta: residual scale of every path.
-        survival_prob: each path's probability of being computed in a training pass.
+        drop_path: the module's gate (its survival p_l, mode, stream): each path gets a twin of it.
         poly_sharing: in poly-N, ``"full"`` shares all of F between the orders (the paper's text);
-            ``"convs"`` shares only F's convolutions, with a BN set and a final 1x1 per order (the release).
+            ``"bn"`` shares F's convolutions but gives each order its own BNs; ``"convs"`` shares only
+            F's convolutions, with a BN set and a final 1x1 per order (the release). See ``inception_block``.
     """
 
-    def __init__(self, kind: str, stage: str, beta: float = 0.3, survival_prob: float = 1.0,
-                 drop_path_mode: str = "batch", drop_path_inverted: bool = False,
-                 poly_sharing: PolySharing = "full", eps: float = 1e-5):
+    def __init__(self, kind: str, stage: str, beta: float = 0.3, drop_path: StochasticDepth | None = None,
+                 poly_sharing: PolySharing = "full", eps: float = 1e-5,
+                 norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown PolyInception kind {kind!r}: use one of {', '.join(KINDS)}")
-        if poly_sharing not in ("full", "convs"):
-            raise ValueError(f"unknown poly_sharing {poly_sharing!r}: use 'full' or 'convs'")
         self.kind, self.beta = kind, beta
         spec = KINDS[kind]
         self.cascade = spec.cascade
-        orders = spec.paths if spec.blocks == 1 and poly_sharing == "convs" else 1
-        self.blocks = nn.ModuleList(InceptionBlock(stage, orders, eps) for _ in range(spec.blocks))
-        self.drop_paths = nn.ModuleList(
-            StochasticDepth(survival_prob, drop_path_mode, drop_path_inverted) for _ in range(spec.paths))
+        self.poly = spec.blocks == 1 and spec.paths > 1  # one F serving every order
+        orders = spec.paths if self.poly else 1
+        self.blocks = nn.ModuleList(inception_block(stage, orders, poly_sharing, eps, norm_layer)
+                                    for _ in range(spec.blocks))
+        drop_path = drop_path or StochasticDepth()
+        self.drop_paths = nn.ModuleList(drop_path.twin() for _ in range(spec.paths))
 
     def path(self, k: int, x: Tensor) -> Tensor:
         """Path k's last block applied to ``x`` (the input, or in a cascade order k-1's ReLU'd output)."""
-        block = self.blocks[k if len(self.blocks) > 1 else 0]  # poly-N: F again, at order k
-        return block(x, k if len(block.conv2d) > 1 else 0)
+        if self.poly:
+            return self.blocks[0].transform(x, k)  # F again, at order k
+        return self.blocks[k].transform(x)
 
     def forward(self, x: Tensor) -> Tensor:
         keep = [gate.open() for gate in self.drop_paths]
@@ -185,25 +212,18 @@ class PolyInception(nn.Module):
                     out = out + self.drop_paths[k].weigh(self.beta * self.path(k, x))
         return F.relu(out)  # not in place: with every path dropped, out is x
 
-    def expected_saved_macs(self, macs: dict[str, int], name: str) -> float:
-        """MACs a "batch"-mode training pass skips on average, from this module's eval-mode ``module_macs``.
-
-        A parallel path runs with its survival p_k; a cascade's order k runs when it or any later order is kept.
-        """
-        p = [gate.survival_prob for gate in self.drop_paths]
-        runs = [1 - math.prod(1 - q for q in p[k:]) for k in range(len(p))] if self.cascade else p
-        prefix = f"{name}." if name else ""
-        evals = [macs.get(f"{prefix}blocks.{b}", 0) for b in range(len(self.blocks))]
-        # poly-N: F is evaluated once per order, each time at the same shapes
-        per_path = [evals[0] / len(p)] * len(p) if len(self.blocks) == 1 else evals
-        return sum((1 - r) * m for r, m in zip(runs, per_path))
-
     def extra_repr(self) -> str:
         return f"kind={self.kind}, beta={self.beta}"
 
 
 class Stem(nn.Module):
-    """Inception-v4's stem (arXiv 1602.07261, Figure 3), the release's names: 3 -> 384 channels, 299 -> 35."""
+    """Inception-v4's stem (arXiv 1602.07261, Figure 3) as the release builds it: 3 -> 384 channels, 299 -> 35.
+
+    The same layers as ``cnnzoo.models.inception_v4.Stem``, but the release's
+    names, and its last concatenation puts the pooled half first (Inception-v4's
+    puts the conv first): every layer reading the 384 channels has its weights
+    in that order, so the release's weights need this stem.
+    """
 
     def __init__(self, in_chans: int = 3, conv_block: Callable[..., nn.Module] = ConvBnAct):
         super().__init__()
@@ -257,9 +277,10 @@ class PolyNet(ImageClassifier):
             ``PolyInception``.
         stem: builds the stem from (in_chans, conv_block); it must give 384 channels.
         drop_rate: dropout before the FC (the release: 0.2).
-        drop_path_rate, drop_path_mode, drop_path_schedule, drop_path_inverted: stochastic paths, survival
-            p_l over the modules l = 1..L (every path of module l gets p_l), ``drop_path_rate`` = 1 - p_L.
+        drop_path: stochastic paths, survival p_l over the modules l = 1..L (every path of module l
+            gets p_l); ``create_model`` builds it from the ``drop_path_*`` keywords.
         eps: BN epsilon (the release: PyTorch's 1e-5).
+        norm_layer: ``norm_layer(channels, eps=eps)`` builds every normalisation layer (default: BN).
     """
 
     def __init__(
@@ -272,11 +293,9 @@ class PolyNet(ImageClassifier):
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_rate: float = 0.2,
-        drop_path_rate: float = 0.0,
-        drop_path_mode: str = "batch",
-        drop_path_schedule: str = "linear",
-        drop_path_inverted: bool = False,
+        drop_path: DropPathSpec | None = None,
         eps: float = 1e-5,
+        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
     ):
         super().__init__()
         if len(depths) != 3 or min(depths) < 1:
@@ -287,14 +306,14 @@ class PolyNet(ImageClassifier):
         betas = [beta] * num_modules if isinstance(beta, (int, float)) else list(beta)
         if len(betas) != num_modules:
             raise ValueError(f"beta must be one number or one per module ({num_modules}), got {len(betas)} values")
-        conv_block = partial(ConvBnAct, eps=eps)
-        probs = survival_probs(num_modules, drop_path_rate, drop_path_schedule)
+        conv_block = partial(ConvBnAct, eps=eps, norm_layer=norm_layer)
+        gates = (drop_path or DropPathSpec()).gates(num_modules, owner=self)
 
         def stage(name: str, first: int, depth: int, kind: str | Sequence[str]) -> nn.Sequential:
             cycle = (kind,) if isinstance(kind, str) else tuple(kind)
             return nn.Sequential(*(
-                PolyInception(cycle[i % len(cycle)], name, betas[first + i], probs[first + i], drop_path_mode,
-                              drop_path_inverted, poly_sharing, eps) for i in range(depth)))
+                PolyInception(cycle[i % len(cycle)], name, betas[first + i], gates[first + i], poly_sharing, eps,
+                              norm_layer) for i in range(depth)))
 
         a, b, c = depths
         self.stem = stem(in_chans, conv_block)
@@ -327,85 +346,96 @@ class PolyNet(ImageClassifier):
 # Renaming Cadene's pretrainedmodels PolyNet. Its 2-way modules hold ``blocks.{j}`` with ``path{p}`` either a
 # Sequential (``path0.{i}.conv``) or one conv (``path2.conv``) and ``conv2d``; its poly-3 modules hold
 # flat shared convs ``path0_1x1 / path0_1x7 / ...`` with ``bn_blocks.{order}`` and ``conv2d_blocks.{order}``.
-_POLY_CONVS = {"path0_1x1": "0.0", "path0_1x7": "0.1", "path0_7x1": "0.2",  # paths.{path}.{conv}
-               "path0_1x3": "0.1", "path0_3x1": "0.2", "path1": "1.0"}
-_MULTIWAY_PATH = re.compile(r"^(stage_\w\.\d+\.blocks\.\d+\.)path(\d)\.(?:(\d+)\.)?(conv|bn)\.(.+)$")
-_MULTIWAY_CONV2D = re.compile(r"^(stage_\w\.\d+\.blocks\.\d+\.)conv2d\.(.+)$")
+# Its paths are our Block35 / Block17 / Block8 branches in reverse order (longest first), so the final 1x1's
+# input channels are reordered too. Widths of the release's paths in its concatenation order, per stage:
+_RELEASED_CONCAT = {"a": (64, 32, 32), "b": (192, 192), "c": (256, 192)}
+_POLY_CONVS = {"path0_1x1": "branch1.0", "path0_1x7": "branch1.1", "path0_7x1": "branch1.2",
+               "path0_1x3": "branch1.1", "path0_3x1": "branch1.2", "path1": "branch0"}
+_MULTIWAY_PATH = re.compile(r"^(stage_(\w)\.\d+\.blocks\.\d+\.)path(\d)\.(?:(\d+)\.)?(conv|bn)\.(.+)$")
+_MULTIWAY_CONV2D = re.compile(r"^(stage_\w\.\d+\.blocks\.\d+\.)conv2d\.(conv|bn)\.(.+)$")
 _POLY_PATH = re.compile(r"^(stage_\w\.\d+\.)(path0_\w+|path1)\.(conv|bn_blocks\.\d+)\.(.+)$")
-_POLY_CONV2D = re.compile(r"^(stage_\w\.\d+\.)conv2d_blocks\.(.+)$")
+_POLY_CONV2D = re.compile(r"^(stage_\w\.\d+\.)conv2d_blocks\.(\d+)\.(conv|bn)\.(.+)$")
 
 
 def _rename_pretrainedmodels(key: str) -> str:
     if key.startswith("last_linear."):
         return "fc." + key[len("last_linear."):]
     if m := _MULTIWAY_PATH.match(key):
-        prefix, path, index, layer, rest = m.groups()
-        layer = "bn.0" if layer == "bn" else layer
-        return f"{prefix}paths.{path}.{index or 0}.{layer}.{rest}"
+        prefix, stage, path, index, layer, rest = m.groups()
+        branch = len(_RELEASED_CONCAT[stage]) - 1 - int(path)
+        return f"{prefix}branch{branch}{f'.{index}' if index else ''}.{'bn.0' if layer == 'bn' else layer}.{rest}"
     if m := _MULTIWAY_CONV2D.match(key):
-        return f"{m[1]}conv2d.0.{m[2]}"
+        prefix, layer, rest = m.groups()
+        return f"{prefix}conv2d.{'bn.0' if layer == 'bn' else layer}.{rest}"
     if m := _POLY_PATH.match(key):
         prefix, conv, layer, rest = m.groups()
-        return f"{prefix}blocks.0.paths.{_POLY_CONVS[conv]}.{layer.replace('bn_blocks', 'bn')}.{rest}"
+        return f"{prefix}blocks.0.{_POLY_CONVS[conv]}.{layer.replace('bn_blocks', 'bn')}.{rest}"
     if m := _POLY_CONV2D.match(key):
-        return f"{m[1]}blocks.0.conv2d.{m[2]}"
+        prefix, order, layer, rest = m.groups()
+        return f"{prefix}blocks.0.conv2d.{order}.{'bn.0' if layer == 'bn' else layer}.{rest}"
     return key  # stem and reductions: same names
+
+
+def _reverse_concat(key: str, value: Tensor) -> Tensor:
+    """A final 1x1's weight with its input channels in our branch order (the release's, reversed)."""
+    if not re.search(r"\.conv2d(_blocks\.\d+)?\.conv\.weight$", key):
+        return value
+    chunks = value.split(list(_RELEASED_CONCAT[key[len("stage_")]]), dim=1)
+    return torch.cat(chunks[::-1], 1)
 
 
 @register_converter(PolyNet, "pretrainedmodels")
 def _from_pretrainedmodels(state_dict: dict) -> dict:
-    return {_rename_pretrainedmodels(k): v for k, v in state_dict.items()}
+    return {_rename_pretrainedmodels(k): _reverse_concat(k, v) for k, v in state_dict.items()}
 
 
-def insert_init(shallow: PolyNet, deep: PolyNet) -> PolyNet:
-    """Initialization by insertion: start ``deep`` from a trained ``shallow`` PolyNet.
+def __getattr__(name: str):
+    # Deprecated location, kept for one release: initialization by insertion is a training procedure and
+    # lives in cnnzoo.engine.insertion. Imported by name here so that models/ never imports engine/ itself.
+    if name == "insert_init":
+        import importlib
+        import warnings
 
-    The paper trains Very Deep PolyNet this way, inserting new modules into a trained shallower net. The stem, reductions and head are copied. In each stage, shallow's modules
-    keep their order and are spread over deep's (module i goes to the first
-    free position of its kind at or after i * deep_depth / shallow_depth); each
-    keeps its trained weights and its beta. Every other module of deep is
-    inserted: its paths' final BN gets gamma = beta = 0, so it starts as the
-    identity (its input is a ReLU output already) and ``deep`` computes what
-    ``shallow`` computed, up to float rounding. Returns ``deep``.
+        warnings.warn("cnnzoo.models.polynet.insert_init moved to cnnzoo.engine.insertion.insert_init",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("cnnzoo.engine.insertion").insert_init
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def very_deep_betas(residual_scale: float | str, drop_path: DropPathSpec | None) -> float | tuple[float, ...]:
+    """The paths' scale for Very Deep PolyNet: ``"released"`` (1.0 falling to 0.7) or one number (the paper: 0.3).
+
+    The released factors already hold the evaluation-time scaling of stochastic paths, so with stochastic
+    paths on, the gates must not scale a second time at evaluation: that needs ``drop_path_inverted=True``
+    (the gates scale by 1/p_l in training instead, and evaluation uses the released factors alone).
     """
-    for name in ("stem", "reduction_a", "reduction_b", "fc"):
-        getattr(deep, name).load_state_dict(getattr(shallow, name).state_dict())
-    for name in ("stage_a", "stage_b", "stage_c"):
-        src, dst = getattr(shallow, name), getattr(deep, name)
-        if len(src) > len(dst):
-            raise ValueError(f"{name}: the shallow net has {len(src)} modules, more than the deep one's {len(dst)}")
-        placed, j = set(), 0
-        for i, module in enumerate(src):
-            j = max(j, i * len(dst) // len(src))
-            while j < len(dst) and dst[j].kind != module.kind:
-                j += 1
-            if j == len(dst):
-                raise ValueError(f"{name}.{i}: no free {module.kind} module left in the deep net to place it in;"
-                                 " give the deep net at least as many modules of each kind, in the same order")
-            dst[j].load_state_dict(module.state_dict())
-            dst[j].beta = module.beta
-            placed.add(j)
-            j += 1
-        with torch.no_grad():
-            for k, module in enumerate(dst):
-                if k not in placed:
-                    for block in module.blocks:
-                        for final in block.conv2d:
-                            final.bn.weight.zero_()
-                            final.bn.bias.zero_()
-    return deep
+    if residual_scale == "released":
+        if drop_path is not None and drop_path.rate > 0 and not drop_path.inverted:
+            raise ValueError("the released residual scales (1.0 falling to 0.7) already include stochastic paths'"
+                             " evaluation scaling, which drop_path_rate would apply twice: add"
+                             f" drop_path_inverted=True, or use residual_scale={PAPER_BETA} (the paper's beta)")
+        return RELEASED_BETAS
+    if isinstance(residual_scale, (int, float)) and not isinstance(residual_scale, bool) and 0 < residual_scale <= 1:
+        return float(residual_scale)
+    raise ValueError(f"residual_scale must be 'released' or a number in (0, 1], got {residual_scale!r}")
 
 
 @register_model(**VERY_DEEP, params=95_366_600, macs=34.7)
-def polynet(**kwargs) -> PolyNet:
-    """Very Deep PolyNet in the released layout (Cadene's pretrainedmodels port of the Caffe release)."""
-    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, RELEASED_BETAS, poly_sharing="convs", **kwargs)
+def polynet(residual_scale: float | str = "released", **kwargs) -> PolyNet:
+    """Very Deep PolyNet in the released layout (Cadene's pretrainedmodels port of the Caffe release).
+
+    ``residual_scale``: ``"released"`` (the default, which the released weights need) or the paper's 0.3
+    (``configs/polynet_imagenet.yaml`` trains with it).
+    """
+    betas = very_deep_betas(residual_scale, kwargs.get("drop_path"))
+    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, betas, poly_sharing="convs", **kwargs)
 
 
 @register_model(**VERY_DEEP, params=77_213_000)
-def polynet_shared(**kwargs) -> PolyNet:
-    """Very Deep PolyNet with F fully shared by the orders of each poly-3 module, as the paper's text says."""
-    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, RELEASED_BETAS, poly_sharing="full", **kwargs)
+def polynet_shared(residual_scale: float | str = PAPER_BETA, **kwargs) -> PolyNet:
+    """Very Deep PolyNet as the paper's text has it: F fully shared by the orders of each poly-3, beta = 0.3."""
+    betas = very_deep_betas(residual_scale, kwargs.get("drop_path"))
+    return PolyNet(VERY_DEEP_DEPTHS, VERY_DEEP_KINDS, betas, poly_sharing="full", **kwargs)
 
 
 # The ablation networks (Section 3.2), registered as polynet_<depths>[_<stage>_<kind>]: the depths without

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import StochasticDepth, conv1x1, conv3x3, survival_probs
+from ..layers import DropPathSpec, StochasticDepth, conv1x1, conv3x3
 from ..registry import CIFAR10_MEAN, CIFAR10_STD, register_model
 from .base import ImageClassifier, he_init_
 
@@ -132,8 +132,8 @@ class PyramidNet(ImageClassifier):
         stem: ``"cifar"`` (3x3 conv, 16 filters, BN) or ``"imagenet"`` (7x7/2 conv, 64 filters, BN, ReLU,
             3x3/2 max-pool).
         drop_rate: dropout before the classifier (0.5 in the authors' alpha = 450 ImageNet model).
-        drop_path_rate, drop_path_mode, drop_path_schedule, drop_path_inverted: stochastic depth,
-            ``drop_path_rate`` = 1 - p_L; see ``cnnzoo.layers.drop``.
+        drop_path: stochastic depth over every residual block (``create_model`` builds it from the
+            ``drop_path_*`` keywords); see ``cnnzoo.layers.drop``.
     """
 
     classifier = "fc"
@@ -147,10 +147,7 @@ class PyramidNet(ImageClassifier):
         num_classes: int = 10,
         in_chans: int = 3,
         drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        drop_path_mode: str = "batch",
-        drop_path_schedule: str = "linear",
-        drop_path_inverted: bool = False,
+        drop_path: DropPathSpec | None = None,
     ):
         super().__init__()
         if stem == "cifar":
@@ -167,15 +164,14 @@ class PyramidNet(ImageClassifier):
         block = PyramidBottleneck if bottleneck else PyramidBasicBlock
         num_blocks = sum(layers)
         self.widths = pyramid_widths(chs, alpha, num_blocks)  # D_k of every block, in order
-        probs = iter(survival_probs(num_blocks, drop_path_rate, drop_path_schedule))
+        gates = iter((drop_path or DropPathSpec()).gates(num_blocks, owner=self))
         widths = iter(self.widths)
         stages = []
         for i, depth in enumerate(layers):
             blocks = []
             for b in range(depth):
                 stride = 2 if i > 0 and b == 0 else 1
-                drop_path = StochasticDepth(next(probs), drop_path_mode, drop_path_inverted)
-                blocks.append(block(chs, next(widths), stride, drop_path))
+                blocks.append(block(chs, next(widths), stride, next(gates)))
                 chs, reduction = blocks[-1].out_chs, reduction * stride
             stages.append(nn.Sequential(*blocks))
             self.feature_info.append(dict(num_chs=chs, reduction=reduction, module=f"stages.{i}"))

@@ -23,7 +23,7 @@ from typing import Callable, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import StochasticDepth, conv1x1, conv3x3, survival_probs
+from ..layers import DropPathSpec, StochasticDepth, conv1x1, conv3x3
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier, he_init_
@@ -39,6 +39,8 @@ TORCHVISION_V1 = "single crop 224 (resize 256), ImageNet val: torchvision's IMAG
 # Blocks per stage (Table 1) and CIFAR n (Section 4.2: 6n+2 layers).
 _IN_STAGE_DS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 _CIFAR_N = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
+
+NormLayer = Callable[[int], nn.Module]
 
 
 class ZeroPadShortcut(nn.Module):
@@ -70,16 +72,16 @@ class BasicBlock(ResidualBlock):
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False, groups: int = 1,
-                 base_width: int = 64):
+                 base_width: int = 64, norm_layer: NormLayer = nn.BatchNorm2d):
         super().__init__()
         if groups != 1 or base_width != 64:
             raise ValueError(f"BasicBlock has no groups (got groups={groups}, base_width={base_width}); "
                              "grouped (ResNeXt) blocks are bottlenecks: use Bottleneck")
         self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes)
         self.downsample = downsample
         self.drop_path = drop_path or StochasticDepth()
 
@@ -105,15 +107,15 @@ class Bottleneck(ResidualBlock):
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  drop_path: StochasticDepth | None = None, stride_in_1x1: bool = False, groups: int = 1,
-                 base_width: int = 64):
+                 base_width: int = 64, norm_layer: NormLayer = nn.BatchNorm2d):
         super().__init__()
         width = planes * base_width // 64 * groups
         self.conv1 = conv1x1(inplanes, width, stride if stride_in_1x1 else 1)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = norm_layer(width)
         self.conv2 = conv3x3(width, width, 1 if stride_in_1x1 else stride, groups)
-        self.bn2 = nn.BatchNorm2d(width)
+        self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.drop_path = drop_path or StochasticDepth()
@@ -135,8 +137,9 @@ class ResNet(ImageClassifier):
         shortcut: ``"B"`` (1x1 projection where the shape changes) or ``"A"`` (zero-padded identity).
         stride_in_1x1: stride the bottleneck's first 1x1 (the paper) instead of its 3x3 (released weights).
         groups, base_width: ResNeXt's cardinality and bottleneck width of each ``Bottleneck`` (1 and 64: ResNet).
-        drop_path_rate, drop_path_mode, drop_path_schedule, drop_path_inverted: stochastic depth,
-            ``drop_path_rate`` = 1 - p_L; see ``cnnzoo.layers.drop``.
+        norm_layer: builds every normalisation layer from its channel count (``nn.BatchNorm2d``).
+        drop_path: stochastic depth over every residual block (``create_model`` builds it from the
+            ``drop_path_*`` keywords); see ``cnnzoo.layers.drop``.
     """
 
     def __init__(
@@ -149,11 +152,8 @@ class ResNet(ImageClassifier):
         stride_in_1x1: bool = False,
         num_classes: int = 1000,
         in_chans: int = 3,
-        drop_path_rate: float = 0.0,
-        drop_path_mode: str = "batch",
-        drop_path_schedule: str = "linear",
-        drop_path_inverted: bool = False,
-        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
+        drop_path: DropPathSpec | None = None,
+        norm_layer: NormLayer = nn.BatchNorm2d,
         groups: int = 1,
         base_width: int = 64,
     ):
@@ -168,7 +168,7 @@ class ResNet(ImageClassifier):
         self.bn1 = norm_layer(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
 
-        probs = iter(survival_probs(sum(layers), drop_path_rate, drop_path_schedule))
+        gates = iter((drop_path or DropPathSpec()).gates(sum(layers), owner=self))
         for i, (planes, blocks) in enumerate(zip(widths, layers)):
             stride = 1 if i == 0 else 2
             stage = []
@@ -179,8 +179,8 @@ class ResNet(ImageClassifier):
                 if s != 1 or self.inplanes != out:
                     downsample = ZeroPadShortcut(out, s) if shortcut == "A" else nn.Sequential(
                         conv1x1(self.inplanes, out, s), norm_layer(out))
-                drop = StochasticDepth(next(probs), drop_path_mode, drop_path_inverted)
-                stage.append(block(self.inplanes, planes, s, downsample, drop, stride_in_1x1, groups, base_width))
+                stage.append(block(self.inplanes, planes, s, downsample, next(gates), stride_in_1x1, groups,
+                                   base_width, norm_layer))
                 self.inplanes = out
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
         self.num_stages = len(layers)

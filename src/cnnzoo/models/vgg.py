@@ -151,7 +151,7 @@ def vgg19(**kwargs) -> VGG:
 
 
 # BatchNorm adds no MACs under the conv + linear convention: the _bn models share their base's MACs.
-# vgg13_bn and vgg19_bn are not in ../shared/reference; their counts are torchvision's documented ones,
+# vgg13_bn and vgg19_bn have no figures of their own in the reference table; their counts are torchvision's documented ones,
 # the base's count plus 2 x (channels of every conv) for BN's gamma and beta.
 @register_model(**PAPER, params=132_868_840, macs=7.609)
 def vgg11_bn(**kwargs) -> VGG:

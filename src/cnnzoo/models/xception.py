@@ -19,11 +19,12 @@ be dropped with stochastic depth (Huang et al. 2016, arXiv 1603.09382), see
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Callable
 
 from torch import Tensor, nn
 
-from ..layers import SeparableConv2d, StochasticDepth, survival_probs
+from ..layers import DropPathSpec, SeparableConv2d, StochasticDepth
 from ..registry import register_model
 from ..weights import register_converter
 from .base import ImageClassifier, he_init_
@@ -40,6 +41,8 @@ EXIT_FLOW = (728, 1024)  # ends with a 3x3/2 max-pool; then SeparableConv 1536 a
 # timm's legacy_xception (ported from Keras) keeps PyTorch's default BN epsilon; its weights were
 # evaluated with it, so it is used here rather than Keras's 1e-3.
 BN_EPS = 1e-5
+
+NormLayer = Callable[[int], nn.Module]
 
 
 class XceptionModule(nn.Module):
@@ -60,6 +63,7 @@ class XceptionModule(nn.Module):
         residual: bool = True,
         mid_act_layer: Callable[..., nn.Module] | None = None,
         drop_path: StochasticDepth | None = None,
+        norm_layer: NormLayer = partial(nn.BatchNorm2d, eps=BN_EPS),
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -67,7 +71,7 @@ class XceptionModule(nn.Module):
         for i, width in enumerate(widths):
             # The first ReLU must not overwrite the module's input: the shortcut still needs it.
             layers += [nn.ReLU(inplace=i > 0), SeparableConv2d(chs, width, 3, mid_act_layer=mid_act_layer),
-                       nn.BatchNorm2d(width, eps=BN_EPS)]
+                       norm_layer(width)]
             chs = width
         if not start_with_relu:
             layers = layers[1:]
@@ -77,7 +81,7 @@ class XceptionModule(nn.Module):
         self.residual = residual
         self.shortcut = None
         if residual and (stride != 1 or chs != in_chs):
-            self.shortcut = nn.Sequential(nn.Conv2d(in_chs, chs, 1, stride, bias=False), nn.BatchNorm2d(chs, eps=BN_EPS))
+            self.shortcut = nn.Sequential(nn.Conv2d(in_chs, chs, 1, stride, bias=False), norm_layer(chs))
         self.drop_path = drop_path
 
     def forward(self, x: Tensor) -> Tensor:
@@ -97,8 +101,9 @@ class Xception(ImageClassifier):
         mid_act_layer: a non-linearity between each depthwise and pointwise
             convolution (``nn.ReLU``, ``nn.ELU``: Fig. 10); None, the paper's choice, for none.
         drop_rate: dropout before the classifier (Section 4.3: 0.5 for ImageNet).
-        drop_path_rate, drop_path_mode, drop_path_schedule, drop_path_inverted: stochastic depth
-            over the eight middle-flow modules, ``drop_path_rate`` = 1 - p_L; see ``cnnzoo.layers.drop``.
+        norm_layer: builds every normalisation layer from its channel count (BN, eps ``BN_EPS``).
+        drop_path: stochastic depth over the eight middle-flow modules (``create_model`` builds it from
+            the ``drop_path_*`` keywords); see ``cnnzoo.layers.drop``.
     """
 
     def __init__(
@@ -108,41 +113,39 @@ class Xception(ImageClassifier):
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_rate: float = 0.5,
-        drop_path_rate: float = 0.0,
-        drop_path_mode: str = "batch",
-        drop_path_schedule: str = "linear",
-        drop_path_inverted: bool = False,
+        drop_path: DropPathSpec | None = None,
+        norm_layer: NormLayer = partial(nn.BatchNorm2d, eps=BN_EPS),
     ):
         super().__init__()
-        if drop_path_rate and not residual:
-            raise ValueError(f"drop_path_rate={drop_path_rate} needs residual connections; use residual=True")
+        drop_path = drop_path or DropPathSpec()
+        if drop_path.rate and not residual:
+            raise ValueError(f"drop_path_rate={drop_path.rate} needs residual connections; use residual=True")
         # Entry flow: two plain 3x3 convolutions without padding (299 -> 149 -> 147).
         self.conv1 = nn.Conv2d(in_chans, 32, 3, stride=2, bias=False)
-        self.bn1 = nn.BatchNorm2d(32, eps=BN_EPS)
+        self.bn1 = norm_layer(32)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(32, 64, 3, bias=False)
-        self.bn2 = nn.BatchNorm2d(64, eps=BN_EPS)
+        self.bn2 = norm_layer(64)
         self.act2 = nn.ReLU(inplace=True)
 
-        module = dict(residual=residual, mid_act_layer=mid_act_layer)
+        module = dict(residual=residual, mid_act_layer=mid_act_layer, norm_layer=norm_layer)
         entry, chs = [], 64
         for i, widths in enumerate(ENTRY_FLOW):
             entry.append(XceptionModule(chs, widths, stride=2, start_with_relu=i > 0, **module))
             chs = widths[-1]
         self.entry_flow = nn.Sequential(*entry)
 
-        probs = survival_probs(len(MIDDLE_FLOW), drop_path_rate, drop_path_schedule)
+        gates = drop_path.gates(len(MIDDLE_FLOW), owner=self)
         self.middle_flow = nn.Sequential(*(
-            XceptionModule(chs, widths, drop_path=StochasticDepth(p, drop_path_mode, drop_path_inverted), **module)
-            for widths, p in zip(MIDDLE_FLOW, probs)
+            XceptionModule(chs, widths, drop_path=gate, **module) for widths, gate in zip(MIDDLE_FLOW, gates)
         ))
 
         self.exit_flow = XceptionModule(chs, EXIT_FLOW, stride=2, **module)
         self.conv3 = SeparableConv2d(EXIT_FLOW[-1], 1536, 3, mid_act_layer=mid_act_layer)
-        self.bn3 = nn.BatchNorm2d(1536, eps=BN_EPS)
+        self.bn3 = norm_layer(1536)
         self.act3 = nn.ReLU(inplace=True)
         self.conv4 = SeparableConv2d(1536, 2048, 3, mid_act_layer=mid_act_layer)
-        self.bn4 = nn.BatchNorm2d(2048, eps=BN_EPS)
+        self.bn4 = norm_layer(2048)
         self.act4 = nn.ReLU(inplace=True)
 
         self.num_features = 2048

@@ -65,7 +65,7 @@ def _finished(run_dir: Path, epochs: int) -> bool:
 def _insert(exp: Experiment, arm: dict[str, Any], runs: Path, seed: int, out: Path) -> str:
     """Weights for an arm that starts by insertion from another arm's trained (shallower) net."""
     from ..engine.trainer import load_trained
-    from ..models.polynet import insert_init
+    from ..engine.insertion import insert_init
 
     shallow, meta = load_trained(runs / f"{_slug(arm['insert_from'])}-seed{seed}")
     deep = create_model(arm["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"])
