@@ -74,7 +74,7 @@ def prepare(module: str) -> Path:
     """The work folder: links to src/ and tests/, and a pyproject.toml naming this module and its tests."""
     work = work_dir(module)
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("src", "tests", "configs"):
+    for name in ("src", "tests"):
         link = work / name
         if not link.exists() and (ROOT / name).exists():
             link.symlink_to(ROOT / name)
