@@ -1,3 +1,4 @@
+import importlib
 import os
 import tarfile
 from pathlib import Path
@@ -6,7 +7,56 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CIFAR10_JPEG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR10_JPEG = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def ci() -> bool:
+    """Whether this run is CI (CI=true, as CI services and .ci/run set it)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+IN_CI = ci()
+
+
+def _missing(reason: str):
+    """Skip a test whose peer library or data set is absent; under CI=true fail it, so a broken install shows."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing peer or data set is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_peer(name: str):
+    """Import the peer library ``name`` (timm, torchvision, pretrainedmodels.models.polynet, onnxruntime, ...)
+    for the test that calls this; the test skips without it, or fails under CI=true."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        _missing(f"peer library {name} is not installed: {e}")
+
+
+def require_shared_data(path: Path = CIFAR10_JPEG) -> Path:
+    """The development data beside the checkout (../shared/data); skip without it, fail under CI=true."""
+    if not path.is_file():
+        _missing(f"development data not found at {path} (../shared/data beside the project)")
+    return path
+
+
+def recipe(name: str) -> Path:
+    """A training recipe by file name: packaged (src/cnnzoo/configs) or, before that move, at the top (configs)."""
+    for folder in (ROOT / "src" / "cnnzoo" / "configs", ROOT / "configs"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"no recipe {name} in src/cnnzoo/configs or configs")
+
+
+def recipes() -> list[Path]:
+    """Every training recipe the project ships."""
+    for folder in (ROOT / "src" / "cnnzoo" / "configs", ROOT / "configs"):
+        found = sorted(folder.glob("*.yaml"))
+        if found:
+            return found
+    return []
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -26,10 +76,9 @@ def _private_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cifar10_jpeg(tmp_path_factory) -> Path:
     """The first 40 CIFAR-10 JPEGs of every class and split (800 files), unpacked once per session."""
-    if not CIFAR10_JPEG.is_file():
-        pytest.skip(f"CIFAR-10 JPEG folders not found at {CIFAR10_JPEG} (development data beside the project)")
+    archive = require_shared_data(CIFAR10_JPEG)
     out = tmp_path_factory.mktemp("cifar10-jpeg")
-    with tarfile.open(CIFAR10_JPEG) as tar:
+    with tarfile.open(archive) as tar:
         members = [m for m in tar if m.isfile() and m.name.endswith(".jpg") and int(Path(m.name).stem) < 40]
         tar.extractall(out, members=members, filter="data")
     return out / "cifar10"

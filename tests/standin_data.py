@@ -85,23 +85,6 @@ def synthetic(n_train=48, n_test=24, num_classes=4, size=8, chans=1, batch_size=
     )
 
 
-def digits(batch_size=64, seed=0, test_fraction=0.2, augment=False) -> Data:
-    """scikit-learn's 1,797 digits, 8x8 upsampled to 32x32, a fixed seeded split (what `digits` will be)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
-    x = torch.nn.functional.interpolate(x, size=32, mode="bilinear", align_corners=False)
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    n_test = int(len(y) * test_fraction)
-    mean, std = x.mean().item(), x.std().item()
-    x = (x - mean) / std
-    te, tr = perm[:n_test], perm[n_test:]
-    return Data(TensorLoader(x[tr], y[tr], batch_size, True, seed), TensorLoader(x[te], y[te], 256, False, seed),
-                10, 1, 32, [str(i) for i in range(10)], (mean,), (std,))
-
-
 @contextlib.contextmanager
 def registered(builder, **cfg):
     """Register ``builder`` as a model for the duration of a test, then remove it (list_models stays clean)."""

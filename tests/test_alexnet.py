@@ -6,9 +6,8 @@ import torch.nn.functional as F
 
 import cnnzoo
 from cnnzoo.layers import LocalResponseNorm
+from conftest import require_peer
 from peers import assert_same_logits
-
-torchvision = pytest.importorskip("torchvision")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +83,7 @@ def test_dropout_acts_on_fc_outputs_in_the_paper_and_on_inputs_in_torchvision(pa
 
 
 def test_torchvision_weights_give_same_logits():
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     assert cnnzoo.min_input_size("alexnet_tv") == 63
     assert_same_logits("alexnet_tv", torchvision.models.alexnet(), size=63)

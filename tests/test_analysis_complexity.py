@@ -91,3 +91,9 @@ def test_trace_records_output_shapes():
     assert shapes["conv1"] == (1, 64, 32, 32)
     assert shapes["layer4"] == (1, 512, 2, 2)
     assert shapes[""] == (1, 1000)
+
+
+def test_flop_counter_reference_gives_whole_macs_and_zero_without_products():
+    assert flop_counter_macs(torch.nn.Sequential(torch.nn.ReLU()), (3, 4, 4)) == {"": 0}
+    macs = flop_counter_macs(torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3)), (3, 6, 6))
+    assert macs[""] == 5 * 3 * 9 * 16 and all(type(v) is int for v in macs.values())

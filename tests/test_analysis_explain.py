@@ -72,3 +72,60 @@ def test_cli_lists_topics_and_explains(capsys):
     assert main(["explain", "3x3", "--channels", "64", "--size", "8"]) == 0
     assert "72% of its parameters" in capsys.readouterr().out
     assert format_explanation(explain("separable"), "csv").splitlines()[0] == "design,params,macs"
+
+
+def test_mobilenet_standard_against_depthwise_separable():
+    m = n = 512
+    rows = by_design("mobilenet")
+    standard, separable = rows["standard 3x3 conv"], rows["depthwise separable (both)"]
+    assert standard["params"] == 3 * 3 * m * n + 2 * n == 2_360_320  # conv + BN (gamma, beta)
+    assert separable["params"] == 3 * 3 * m + 2 * m + m * n + 2 * n == 268_800
+    assert standard["macs"] == 3 * 3 * m * n * 14 * 14
+    assert separable["macs"] == (3 * 3 * m + m * n) * 14 * 14
+    assert separable["macs"] / standard["macs"] == pytest.approx(1 / n + 1 / 9)  # Eq. 5
+    assert "1/N + 1/9 = 0.113" in explain("mobilenet").summary[0]
+    small = by_design("mobilenet", channels=32, size=7)
+    assert small["depthwise separable (both)"]["macs"] / small["standard 3x3 conv"]["macs"] == pytest.approx(
+        1 / 32 + 1 / 9)
+
+
+def test_shufflenet_with_and_without_shuffle():
+    rows = by_design("shufflenet")
+    with_, without = rows["with channel shuffle"], rows["without channel shuffle"]
+    weights = 240 * 60 // 3 + 60 * 9 + 60 * 240 // 3  # 1x1 GConv, 3x3 DWConv, 1x1 GConv
+    assert with_["params"] == without["params"] == weights + 2 * (60 + 60 + 240) == 10_860
+    assert with_["macs"] == without["macs"] == weights * 28 * 28 == 7_949_760
+    assert (with_["responding"], without["responding"]) == (3, 1)  # Fig. 1: every group against its own
+
+
+def test_squeezenet_fire_against_3x3():
+    rows = by_design("squeezenet")
+    conv = rows["3x3 conv, 512 filters"]
+    expand = rows["expand only: 256 1x1 + 256 3x3 (strategy 1)"]
+    fire = rows["fire: squeeze 64, then expand (strategies 1+2)"]
+    assert conv["params"] == 384 * 512 * 9 + 512 == 1_769_984
+    assert expand["params"] == 384 * 256 + 256 + 384 * 256 * 9 + 256 == 983_552
+    assert fire["params"] == 384 * 64 + 64 + 64 * 256 + 256 + 64 * 256 * 9 + 256 == 188_992  # no BN in SqueezeNet
+    assert fire["macs"] == (384 * 64 + 64 * 256 + 64 * 256 * 9) * 27 * 27
+    assert conv["macs"] == 384 * 512 * 9 * 27 * 27
+    assert conv["out_chs"] == expand["out_chs"] == fire["out_chs"] == 512
+
+
+def test_resnext_templates_at_equal_cost():
+    rows = explain("resnext").rows
+    assert [r["design"] for r in rows] == ["1x64d", "2x40d", "4x24d", "8x14d", "32x4d"]  # Table 2
+    for r in rows:
+        c, d = r["cardinality"], r["width"]
+        weights = c * (256 * d + 9 * d * d + d * 256)  # 1x1 256 -> Cd, grouped 3x3, 1x1 Cd -> 256
+        assert r["params"] == weights + 2 * (2 * c * d + 256)  # a BN (gamma, beta) after each conv
+        assert r["macs"] == weights * 56 * 56
+    assert rows[0]["params"] == 69_632 + 2 * (128 + 256) and rows[-1]["params"] == 70_144 + 2 * (256 + 256)
+    params = [r["params"] for r in rows]
+    assert max(params) / min(params) < 1.03
+
+
+@pytest.mark.parametrize("topic", ["mobilenet", "shufflenet", "squeezenet", "resnext"])
+def test_cli_explains_the_new_topics(topic, capsys):
+    assert main(["explain", topic]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") > 5 and explain(topic).title in out

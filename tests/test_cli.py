@@ -48,3 +48,38 @@ def test_bad_input_is_one_line_and_status_2(args, message):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version_is_the_package_version():
+    import cnnzoo
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout == f"cnnzoo {cnnzoo.__version__}\n"
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`cnnzoo list | head -1`: the reader leaves after one line; cnnzoo stops without a word on stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "cnnzoo", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read()
+    assert proc.wait() == 0 and first.startswith(b"model") and err == b""
+
+
+@pytest.mark.parametrize("args", [
+    ["eval", "--checkpoint", "/nonexistent/run"],
+    ["export", "resnet18", "--checkpoint", "/nonexistent/weights.safetensors"],
+])
+def test_missing_checkpoint_is_status_2(args):
+    result = run_cli(*args)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "'/nonexistent/" in result.stderr and "does not exist" in result.stderr
+
+
+def test_every_subcommand_is_listed_in_help():
+    from cnnzoo.cli import SUBCOMMANDS, build_parser
+
+    help_text = build_parser().format_help()
+    for add in SUBCOMMANDS:
+        assert add.__name__.removeprefix("add_").replace("_", "-") in help_text

@@ -17,21 +17,34 @@ def same(a, b):
     return len(a) == len(b) and all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
 
 
-def test_digits_are_sklearns_with_a_fixed_stratified_split():
-    from sklearn.datasets import load_digits as sklearn_digits
+# sha256 of (train images, train labels, test images, test labels) as load_digits made them from scikit-learn's
+# copy (load_digits() + train_test_split(test_size=0.2, stratify=target, random_state=0)) before the arrays
+# moved into the package: the shipped file must give exactly the same pixels and split.
+DIGITS_SHA256 = "c3266c7740f2b357dfdb313683279f7a5438d1f1b172518655e4dc0a8b643a33"
+
+
+def test_digits_are_the_uci_digits_with_a_fixed_stratified_split():
+    import hashlib
+    from importlib import resources
+
+    import numpy as np
 
     digits = load_digits()
     assert digits.train_images.shape == (1437, 1, 32, 32) and digits.test_images.shape == (360, 1, 32, 32)
     assert digits.train_images.dtype == torch.uint8 and digits.train_images.max() == 255
     per_class = torch.bincount(digits.test_labels, minlength=10)
     assert per_class.min() >= 35 and per_class.max() <= 37  # 20% of every class's ~180 images
-    target = torch.from_numpy(sklearn_digits().target)
-    again = load_digits()
-    assert torch.equal(again.test_images, digits.test_images)
+    sha = hashlib.sha256()
+    for t in (digits.train_images, digits.train_labels, digits.test_images, digits.test_labels):
+        sha.update(t.numpy().tobytes())
+    assert sha.hexdigest() == DIGITS_SHA256
     # Each image, averaged back over 4x4 blocks, is nearest to an original 8x8 digit of its own label.
+    with np.load(resources.files("cnnzoo.data") / "digits.npz") as z:
+        original = torch.from_numpy(z["images"].astype(np.float32)).flatten(1) * 255 / 16
+        target = torch.from_numpy(z["labels"].astype(np.int64))
+        assert sorted(np.concatenate([z["train"], z["test"]]).tolist()) == list(range(1797))
     ours = torch.cat([digits.train_images, digits.test_images]).float()
     small = torch.nn.functional.avg_pool2d(ours, 4).flatten(1)  # N x 64
-    original = torch.from_numpy(sklearn_digits().images).float().flatten(1) * 255 / 16
     nearest = torch.cdist(small, original).argmin(1)
     assert torch.equal(target[nearest], torch.cat([digits.train_labels, digits.test_labels]))
 

@@ -8,20 +8,21 @@ from torch import nn
 import cnnzoo
 from cnnzoo.analysis.memory import saved_activation_bytes
 from cnnzoo.models.densenet import DenseNet
+from conftest import require_peer
 from peers import assert_same_logits, randomize_batchnorm
-
-torchvision = pytest.importorskip("torchvision")
 
 
 # densenet121 at batch 2; the bigger ones at batch 1. All at 29x29, the smallest input they take.
 @pytest.mark.parametrize("name", ["densenet121", "densenet161", "densenet169", "densenet201"])
 def test_torchvision_weights_give_same_logits(name):
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     assert_same_logits(name, getattr(torchvision.models, name)(), size=29, batch=2 if name == "densenet121" else 1)
 
 
 def test_imports_torchvisions_published_checkpoint_names():
     """The published .pth files say "norm.1" for "norm1" and, older than PyTorch 0.4, lack num_batches_tracked."""
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     peer = randomize_batchnorm(torchvision.models.densenet121()).eval()
     old = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v

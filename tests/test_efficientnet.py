@@ -6,6 +6,7 @@ import cnnzoo
 from cnnzoo.analysis.complexity import meta_model
 from cnnzoo.layers import StochasticDepth
 from cnnzoo.models.efficientnet import MBConv
+from conftest import require_peer
 from peers import assert_same_logits
 
 
@@ -56,6 +57,6 @@ def test_drop_connect_masks_samples_in_training_only():
 
 
 def test_torchvision_efficientnet_b0_weights_give_same_logits():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     assert_same_logits("efficientnet_b0", torchvision.models.efficientnet_b0(), 64)

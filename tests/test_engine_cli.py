@@ -48,6 +48,7 @@ def needs_sixteen(**kwargs):
     (["--model", "needs_sixteen"], "input size 8 is too small for needs_sixteen: it needs at least 15x15"),
     (["img_size=0"], "config key 'img_size' is out of range: got 0, valid >= 1"),
     (["--resume", "/nonexistent/run"], "cannot resume /nonexistent/run: no config.yaml there"),
+    (["log_every=0"], "config key 'log_every' is out of range: got 0, valid >= 1"),
 ])
 def test_argument_errors_are_one_line_and_status_2(args, message, tmp_path, capsys, standin_cli):
     with registered(needs_sixteen, input_size=(1, 16, 16), num_classes=4):

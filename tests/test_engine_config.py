@@ -7,7 +7,7 @@ import cnnzoo
 from cnnzoo.engine import ConfigError, TrainConfig, build_optimizer, build_scheduler, load_config
 from cnnzoo.engine.config import field_names, parse_assignments, to_yaml
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(cnnzoo.__file__).parent / "configs").glob("*.yaml"))  # the packaged recipes
 
 
 def test_layers_override_in_order(tmp_path):
@@ -50,7 +50,7 @@ def test_wrong_type_names_key_and_type(key, value, expected):
 def test_bad_assignment_and_missing_file():
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_assignments(["lr0.1"])
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="no config file 'configs/nope.yaml' and no packaged recipe of that name"):
         load_config("configs/nope.yaml")
 
 
@@ -70,9 +70,10 @@ def test_recipe_parses_builds_optimizer_schedule_and_model(path):
     assert set(keys) <= set(field_names())
     params = [torch.nn.Parameter(torch.zeros(3))]
     opt = build_optimizer(cfg, torch.nn.ParameterList(params))
-    sched = build_scheduler(cfg, opt, steps_per_epoch=391)  # CIFAR-10 at batch 128
+    steps = (50_000 if cfg.data.startswith("cifar") else 1_281_167) // cfg.batch_size  # CIFAR / ImageNet train
+    sched = build_scheduler(cfg, opt, steps_per_epoch=steps)
     assert opt.param_groups[0]["lr"] == pytest.approx(cfg.lr * (cfg.warmup_start if cfg.warmup else 1))
-    assert sched.lr_lambdas[0](cfg.epochs * 391 - 1) < 1.0  # every recipe decays the rate by the end
+    assert sched.lr_lambdas[0](cfg.epochs * steps - 1) < 1.0  # every recipe decays the rate by the end
     if cfg.model not in cnnzoo.list_models():
         pytest.skip(f"{path.name}: model {cfg.model!r} is not registered on this branch (checked after merging)")
     kwargs = dict(cfg.model_kwargs, **({"drop_path_rate": cfg.drop_path_rate} if cfg.drop_path_rate else {}))
@@ -82,7 +83,29 @@ def test_recipe_parses_builds_optimizer_schedule_and_model(path):
 
 
 def test_stochastic_depth_recipe_is_the_papers():
-    cfg = load_config(Path(__file__).parents[1] / "configs" / "stochastic_depth_cifar10.yaml")
+    cfg = load_config("stochastic_depth_cifar10")
     assert (cfg.model, cfg.drop_path_rate, cfg.epochs, cfg.lr) == ("resnet110", 0.5, 500, 0.1)
     assert cfg.milestones == [250, 375] and cfg.schedule_unit == "epoch" and cfg.gamma == 0.1
     assert (cfg.nesterov, cfg.weight_decay, cfg.batch_size, cfg.momentum) == (True, 1e-4, 128, 0.9)
+
+
+def test_a_recipe_is_found_by_name_or_by_path(tmp_path, monkeypatch, capsys):
+    from cnnzoo.cli import main
+    from cnnzoo.engine.config import recipes
+
+    assert len(CONFIGS) >= 9 and sorted(recipes()) == [p.stem for p in CONFIGS]
+    by_path = load_config(next(p for p in CONFIGS if p.stem == "resnet_cifar10"))
+    assert load_config("resnet_cifar10") == load_config("resnet_cifar10.yaml") == by_path
+    assert by_path.model == "resnet20" and by_path.milestones
+    with pytest.warns(DeprecationWarning, match="give --config resnet_cifar10"):
+        assert load_config("configs/resnet_cifar10.yaml") == by_path  # the checkout's old path, for one release
+    with pytest.raises(ConfigError, match="did you mean 'resnet_cifar10'"):
+        load_config("resnet_cifar")
+    own = tmp_path / "resnet_cifar10.yaml"  # a file of that name here wins over the packaged one
+    own.write_text("model: resnet56\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config("resnet_cifar10.yaml").model == "resnet56"
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(recipes())
+    assert any(line.startswith("resnet_cifar10 ") and "Deep Residual Learning" in line for line in lines)

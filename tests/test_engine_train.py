@@ -5,7 +5,7 @@ import signal
 import pytest
 import torch
 import torch.nn.functional as F
-from standin_data import TinyNet, one_thread, registered, synthetic  # noqa: F401  (fixtures)
+from standin_data import TinyNet, one_thread, registered, standin_cli, synthetic  # noqa: F401  (fixtures)
 from torch import nn
 
 from cnnzoo.engine import (Interrupted, NumericalError, evaluate_checkpoint, load_checkpoint, load_config,
@@ -175,3 +175,85 @@ def test_eval_reproduces_the_summary_and_ten_crops(tmp_path, one_thread):
 
 def test_label_smoothing_reaches_the_loss(tmp_path):
     assert Trainer(config(tmp_path, label_smoothing=0.1), synthetic()).criterion.label_smoothing == 0.1
+
+
+def inf_gradient_at(net, call):
+    """Give the first parameter an infinite gradient in the ``call``-th backward pass (0-based)."""
+    calls = []
+
+    def hook(grad):
+        calls.append(None)
+        return torch.full_like(grad, float("inf")) if len(calls) - 1 == call else grad
+
+    next(net.parameters()).register_hook(hook)
+    return net
+
+
+def finite(state):
+    return all(torch.isfinite(t).all() for t in state.values() if torch.is_tensor(t) and t.is_floating_point())
+
+
+@pytest.mark.parametrize("overrides, saved_step", [
+    ({"checkpoint_every": 1}, 4),  # a checkpoint after every step: the one after step 4 is refused
+    ({"log_every": 100}, 3),  # found at the end of epoch 2: the checkpoint of epoch 1 stays
+])
+def test_inf_gradient_stops_and_no_checkpoint_holds_it(tmp_path, one_thread, overrides, saved_step):
+    run = tmp_path / "run"
+    trainer = Trainer(config(tmp_path, name="run", **overrides), data=synthetic())  # 3 steps an epoch
+    inf_gradient_at(trainer.net, 4)  # the fifth step: epoch 2, batch 2
+    with pytest.raises(NumericalError) as e:
+        trainer.fit()
+    assert "the gradients are not finite (norm inf) at step 4 (epoch 2, batch 2)" in str(e.value)
+    assert f"last good checkpoint: {run / 'last.ckpt'}" in str(e.value) and e.value.exit_code != 0
+    ckpt = load_checkpoint(run / "last.ckpt")
+    assert ckpt["step"] == saved_step and finite(ckpt["model"])
+    assert all(finite(s) for s in ckpt["optimizer"]["state"].values())  # the momentum buffers too
+
+
+def test_a_training_step_never_reads_a_value_from_the_device(tmp_path, one_thread, monkeypatch):
+    """No .item(), float(), bool() or .tolist() of a tensor in the step: each would wait for a GPU."""
+    trainer = Trainer(config(tmp_path, name="run"), data=synthetic())  # stochastic depth gates draw on the CPU
+    images, labels = next(iter(trainer.data.train.epoch(0)))
+
+    def sync(*args):
+        raise AssertionError("the training step read a tensor's value on the host")
+
+    for method in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, method, sync)
+    trainer.model.train()
+    for _ in range(2):
+        trainer.train_step(images, labels)
+    monkeypatch.undo()
+    assert trainer.step == 2 and trainer.tally.n == 2 * len(labels)
+
+
+def test_cli_exits_nonzero_naming_epoch_and_step_of_an_inf_gradient(tmp_path, capsys, standin_cli, one_thread):
+    from cnnzoo.cli import main
+
+    def inf_net(**kwargs):
+        return inf_gradient_at(TinyNet(**kwargs), 4)
+
+    with registered(inf_net, input_size=(1, 8, 8), num_classes=4):
+        status = main(["train", "--model", "inf_net", "--out", str(tmp_path), "name=run", "--epochs", "3",
+                       "tensorboard=false", "--batch-size", "16"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1  # a diverging run is the user's to fix (issue 15)
+    assert "at step 4 (epoch 2, batch 2)" in err and "last good checkpoint" in err
+    assert finite(load_checkpoint(tmp_path / "run" / "last.ckpt")["model"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode needs a GPU")
+def test_a_training_step_on_cuda_never_synchronizes(tmp_path):
+    """torch's sync debug mode turns any host-device synchronization into an error: none in the step."""
+    trainer = Trainer(config(tmp_path, name="run", device="cuda"), data=synthetic())
+    images, labels = (t.cuda() for t in next(iter(trainer.data.train.epoch(0))))
+    trainer.model.train()
+    trainer.train_step(images, labels)  # the first step may allocate and set up kernels
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.train_step(images, labels)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert trainer.step == 4

@@ -1,7 +1,9 @@
 """`cnnzoo export`: the ONNX file runs in onnxruntime, and both formats give the model's logits."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +11,9 @@ import torch
 
 import cnnzoo
 from cnnzoo.cli import main
+from conftest import require_peer
+
+SRC_ON_PATH = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +28,9 @@ def checkpoint(tmp_path_factory):
     return path, model.eval()
 
 
+@pytest.mark.heavy  # the ONNX exporter: the slowest single test outside training runs
 def test_onnx_runs_in_onnxruntime_with_the_same_logits(checkpoint, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    ort = require_peer("onnxruntime")
     path, model = checkpoint
     out = tmp_path / "r20.onnx"
     assert main(["export", "resnet20", "--checkpoint", str(path), "--output", str(out)]) == 0
@@ -61,7 +67,7 @@ def test_safetensors_checkpoint_loads(checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["export", "resnet20", "--checkpoint", "missing.pt"], "weight file missing.pt does not exist"),
+    (["export", "resnet20", "--checkpoint", "missing.pt"], "argument --checkpoint: 'missing.pt' does not exist"),
     (["export", "resnet20", "--format", "tflite"], "invalid choice: 'tflite'"),
 ])
 def test_bad_export_is_one_line_and_status_2(args, message):
@@ -72,7 +78,7 @@ def test_bad_export_is_one_line_and_status_2(args, message):
 
 def test_exports_a_training_runs_weights_with_their_channels_and_classes(tmp_path):
     """best.safetensors of a run on 1-channel, 10-class digits: export rebuilds that model, not the default."""
-    ort = pytest.importorskip("onnxruntime")
+    ort = require_peer("onnxruntime")
     from cnnzoo.engine.checkpoint import save_weights
 
     torch.manual_seed(0)
@@ -85,3 +91,12 @@ def test_exports_a_training_runs_weights_with_their_channels_and_classes(tmp_pat
     (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():
         assert np.abs(logits - model(x).numpy()).max() <= 1e-4
+
+
+def test_onnx_export_without_the_onnx_extra_is_one_line_and_status_2(tmp_path):
+    """As on an install without `cnnzoo[onnx]`: importing onnx and onnxscript fails."""
+    hide = "import sys; sys.modules['onnx'] = sys.modules['onnxscript'] = None; from cnnzoo.cli import main; "
+    result = subprocess.run([sys.executable, "-c", hide + "sys.exit(main(['export', 'resnet18']))"],
+                            capture_output=True, text=True, cwd=tmp_path, env=SRC_ON_PATH)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "pip install 'cnnzoo[onnx]'" in result.stderr and not list(tmp_path.iterdir())

@@ -6,6 +6,7 @@ import cnnzoo
 from cnnzoo.analysis import count_params
 from cnnzoo.cli import main
 from cnnzoo.models.googlenet import TABLE_1, GoogLeNetOutputs
+from conftest import require_peer
 
 
 def meta_model(name, **kwargs):
@@ -75,10 +76,8 @@ def test_transform_input_needs_rgb():
         cnnzoo.create_model("googlenet_bn", in_chans=1, transform_input=True)
 
 
-torchvision = pytest.importorskip("torchvision")
-
-
 def _randomised_peer(**kwargs):
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     # PyTorch's default init (not torchvision's std 0.01): larger logits, so a wrong layer shows more.
     peer = torchvision.models.googlenet(init_weights=False, **kwargs)

@@ -5,12 +5,12 @@ import cnnzoo
 from cnnzoo.analysis import count_params
 from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.models.inception_resnet import Block8, Block17, Block35, InceptionResNetV2
+from conftest import require_peer
 from peers import randomize_batchnorm
-
-timm = pytest.importorskip("timm")
 
 
 def test_timm_weights_give_same_logits():
+    timm = require_peer("timm")
     torch.manual_seed(0)
     peer = randomize_batchnorm(timm.create_model("inception_resnet_v2")).eval()
     ours = cnnzoo.import_weights(cnnzoo.create_model("inception_resnet_v2"), peer.state_dict(), source="timm").eval()

@@ -12,6 +12,7 @@ from cnnzoo.analysis.complexity import trace
 from cnnzoo.cli import main
 from cnnzoo.engine.trainer import classification_loss
 from cnnzoo.models.inception_v3 import InceptionA, InceptionC, InceptionE, InceptionV3Outputs
+from conftest import require_peer
 
 
 def meta_model(name, **kwargs):
@@ -68,7 +69,7 @@ def test_aux_head_says_what_input_it_needs():
 
 
 def test_torchvision_weights_give_same_logits():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     assert_same_logits("inception_v3", torchvision.models.inception_v3(aux_logits=False, init_weights=False), 75,
                        batch=1)
@@ -76,7 +77,7 @@ def test_torchvision_weights_give_same_logits():
 
 def test_torchvision_aux_head_gives_same_aux_logits():
     """With the auxiliary head, in training mode (batch statistics; the head has no dropout), at 299."""
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     peer = randomize_batchnorm(torchvision.models.inception_v3(aux_logits=True, init_weights=False)).train()
     ours = meta_model("inception_v3", aux_logits=True).to_empty(device="cpu")

@@ -9,6 +9,7 @@ from cnnzoo.analysis.complexity import trace
 from cnnzoo.layers import ConvBnAct
 from cnnzoo.models.inception_resnet import mixed_6a
 from cnnzoo.models.inception_v4 import DEPTHS, TABLE_1, InceptionC, reduction_a
+from conftest import require_peer
 
 
 def meta_model(name, **kwargs):
@@ -55,6 +56,6 @@ def test_macs_at_299():
 
 
 def test_timm_weights_give_same_logits():
-    timm = pytest.importorskip("timm")
+    timm = require_peer("timm")
     torch.manual_seed(0)
     assert_same_logits("inception_v4", timm.create_model("inception_v4"), 75, batch=1, source="timm")

@@ -10,6 +10,7 @@ from cnnzoo.layers import SeparableConv2d
 from cnnzoo.cli import main
 from cnnzoo.layers import ConvBnAct
 from cnnzoo.models.mobilenet import TABLE_4, TABLE_6, TABLE_7, MobileNetV1
+from conftest import require_peer
 from peers import assert_same_logits
 
 ALPHAS = {1.0: "mobilenet_v1_100", 0.75: "mobilenet_v1_075", 0.5: "mobilenet_v1_050", 0.25: "mobilenet_v1_025"}
@@ -91,6 +92,6 @@ def test_relu6_variant_is_the_released_layout():
 
 
 def test_timm_mobilenetv1_100_weights_give_same_logits():
-    timm = pytest.importorskip("timm")
+    timm = require_peer("timm")
     torch.manual_seed(0)
     assert_same_logits("mobilenet_v1_100_relu6", timm.create_model("mobilenetv1_100"), 64, source="timm")

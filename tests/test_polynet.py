@@ -12,6 +12,7 @@ from cnnzoo.analysis.stochastic_depth import poly_saved_macs
 from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.engine.insertion import insert_init
 from cnnzoo.models.polynet import KINDS, PolyInception, PolyNet, inception_block
+from conftest import require_peer
 from peers import randomize_batchnorm
 
 
@@ -249,7 +250,7 @@ def test_insert_init_starts_the_deep_net_where_the_shallow_one_was():
 
 @pytest.mark.heavy
 def test_pretrainedmodels_weights_give_same_logits():
-    pretrainedmodels_polynet = pytest.importorskip("pretrainedmodels.models.polynet")
+    pretrainedmodels_polynet = require_peer("pretrainedmodels.models.polynet")
     torch.manual_seed(0)
     peer = randomize_batchnorm(pretrainedmodels_polynet.PolyNet()).eval()
     ours = cnnzoo.import_weights(cnnzoo.create_model("polynet"), peer.state_dict(), source="pretrainedmodels").eval()
@@ -283,7 +284,7 @@ KINDS_OF_RELEASE = {"InceptionResNetA2Way": "2-way", "InceptionResNetB2Way": "2-
 
 def test_very_deep_layout_is_the_releases():
     """The order of poly-3 and 2-way within each stage, as the released model has it (see VERY_DEEP_KINDS)."""
-    release = pytest.importorskip("pretrainedmodels.models.polynet")
+    release = require_peer("pretrainedmodels.models.polynet")
     with torch.device("meta"):
         peer = release.PolyNet()
     ours = meta("polynet")

@@ -16,7 +16,7 @@ import cnnzoo
 from cnnzoo import hub
 from cnnzoo.cli import main
 from cnnzoo.weights import _converter, _fit_to_model, adapt_input_conv, check_state_dict
-from conftest import write_image
+from conftest import require_peer, write_image
 from peers import randomize_batchnorm
 
 ALL_TAGS = hub.list_pretrained()
@@ -43,7 +43,7 @@ def _registered(cfg: hub.PretrainedCfg) -> None:
 @functools.cache
 def _torchvision_weights() -> dict:
     """torchvision's published files by URL: (builder name, weights enum entry)."""
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     return {w.url: (name, w) for name in torchvision.models.list_models(torchvision.models)
             for w in torchvision.models.get_model_weights(name)}
 
@@ -51,16 +51,16 @@ def _torchvision_weights() -> dict:
 def _peer(cfg: hub.PretrainedCfg) -> torch.nn.Module:
     """A randomly initialised model of the library that publishes ``cfg``'s file, built as that file was saved."""
     if cfg.source == "torchvision":
-        torchvision = pytest.importorskip("torchvision")
+        torchvision = require_peer("torchvision")
         builder, _ = _torchvision_weights()[cfg.url]
         # GoogLeNet's and Inception-v3's files hold their auxiliary heads; PyTorch's init (not torchvision's
         # small truncated normal) gives logits large enough to show a wrong tensor.
         kwargs = dict(aux_logits=True, init_weights=False) if builder in ("googlenet", "inception_v3") else {}
         return torchvision.models.get_model(builder, **kwargs)
     if cfg.source == "timm":
-        timm = pytest.importorskip("timm")
+        timm = require_peer("timm")
         return timm.create_model(cfg.hf_hub_id.split("/")[1].partition(".")[0])
-    polynet = pytest.importorskip("pretrainedmodels.models.polynet")
+    polynet = require_peer("pretrainedmodels.models.polynet")
     return polynet.PolyNet()
 
 
@@ -71,8 +71,8 @@ def _save_url_file(cfg: hub.PretrainedCfg, state_dict: dict) -> None:
 
 def _save_hub_file(cfg: hub.PretrainedCfg, state_dict: dict) -> None:
     """The Hugging Face cache as huggingface_hub lays it out: refs/main names the snapshot holding the file."""
-    safetensors_torch = pytest.importorskip("safetensors.torch")
-    huggingface_hub = pytest.importorskip("huggingface_hub")
+    safetensors_torch = require_peer("safetensors.torch")
+    huggingface_hub = require_peer("huggingface_hub")
     repo = Path(huggingface_hub.constants.HF_HUB_CACHE, "models--" + cfg.hf_hub_id.replace("/", "--"))
     revision = "0123456789abcdef0123456789abcdef01234567"
     snapshot = repo / "snapshots" / revision
@@ -99,13 +99,13 @@ def test_table_matches_the_publishers_metadata(name):
         assert cfg.interpolation == preset.interpolation.value
         assert cfg.license == "bsd-3-clause" and not cfg.hf_hub_id
     elif cfg.source == "timm":
-        timm = pytest.importorskip("timm")
+        timm = require_peer("timm")
         theirs = timm.models.get_pretrained_cfg(cfg.hf_hub_id.split("/")[1]).to_dict()
         for key in ("input_size", "crop_pct", "interpolation", "mean", "std", "license"):
             assert getattr(cfg, key) == theirs[key], key
         assert cfg.url == (theirs.get("url") or "")
     else:
-        polynet = pytest.importorskip("pretrainedmodels.models.polynet")
+        polynet = require_peer("pretrainedmodels.models.polynet")
         theirs = polynet.pretrained_settings["polynet"]["imagenet"]
         assert (cfg.url, list(cfg.input_size), list(cfg.mean), list(cfg.std)) == (
             theirs["url"], theirs["input_size"], theirs["mean"], theirs["std"])
@@ -153,7 +153,7 @@ def test_pretrained_gives_the_peers_logits_offline(caches, name):
 def test_hub_weights_come_from_the_hugging_face_cache(caches):
     cfg = hub.get_pretrained_cfg("xception")
     assert cfg.hf_hub_id == "timm/legacy_xception.tf_in1k"
-    timm = pytest.importorskip("timm")
+    timm = require_peer("timm")
     torch.manual_seed(0)
     peer = randomize_batchnorm(timm.create_model("legacy_xception")).eval()
     _save_hub_file(cfg, peer.state_dict())
@@ -165,7 +165,7 @@ def test_hub_weights_come_from_the_hugging_face_cache(caches):
 
 
 def test_torchvision_reads_the_same_file_so_nothing_is_stored_twice(caches):
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     state = torchvision.models.resnet18().state_dict()
     cfg = hub.get_pretrained_cfg("resnet18")
     _save_url_file(cfg, state)
@@ -192,7 +192,7 @@ def test_no_file_offline_is_one_line_naming_file_and_folder(caches, capsys):
 
 
 def test_download_goes_through_torch_hub_with_the_hash_prefix(caches, monkeypatch):
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     calls = []
 
     def download(url, dst, hash_prefix=None, progress=True):
@@ -232,7 +232,7 @@ def test_tags():
 
 @pytest.fixture
 def resnet18_file(caches):
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     peer = randomize_batchnorm(torchvision.models.resnet18()).eval()
     _save_url_file(hub.get_pretrained_cfg("resnet18"), peer.state_dict())

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from cnnzoo import hub
+from conftest import require_peer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.S | re.M)
@@ -15,7 +16,7 @@ BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8")
 @pytest.fixture
 def readme_weights(tmp_path, monkeypatch):
     """The published files the README loads, as random torchvision weights in a temporary torch.hub cache."""
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     hub.checkpoints_dir().mkdir(parents=True)
     for name, builder in (("resnet18", torchvision.models.resnet18), ("resnet50.tv_in1k", torchvision.models.resnet50)):

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import cnnzoo
+from conftest import require_peer
 
 
 def test_list_models_is_sorted_and_filters_by_pattern():
@@ -32,5 +33,28 @@ def test_create_model_defaults_and_overrides():
 
 
 def test_torchvision_resnet50_macs_are_exact():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     assert cnnzoo.count_macs(torchvision.models.resnet50(), (3, 224, 224)) == 4_089_184_256
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("googlenet", {"layout": "x"}, "googlenet: layout must be one of 'paper', 'torchvision', got 'x'"),
+    ("googlenet", {"layout": "torchvision"}, "googlenet sets 'layout' itself"),
+    ("googlenet", {"aux_logits": "yes"}, "googlenet: aux_logits must be true or false, got 'yes'"),
+    ("googlenet", {"dropout": "a"}, "googlenet: dropout must be a number or None, got 'a'"),
+    ("googlenet", {"auxlogits": True},
+     "googlenet takes no keyword 'auxlogits' (did you mean 'aux_logits'?); it accepts: aux_logits, dropout,"),
+    ("resnet50", {"drop_path_mode": "x"}, "drop_path_mode"),
+    ("resnet50", {"num_classes": 0}, "resnet50: num_classes must be a positive integer, got 0"),
+])
+def test_bad_keywords_are_one_line_value_errors_naming_what_is_accepted(name, kwargs, message):
+    with pytest.raises(ValueError) as info:
+        cnnzoo.create_model(name, **kwargs)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_every_model_says_which_keywords_it_accepts():
+    from cnnzoo.registry import accepted_keywords
+
+    for name in cnnzoo.list_models():
+        assert {"num_classes", "in_chans"} <= set(accepted_keywords(name)), name

@@ -3,12 +3,12 @@ import torch
 
 import cnnzoo
 from cnnzoo.analysis.complexity import module_macs
-
-torchvision = pytest.importorskip("torchvision")
+from conftest import require_peer
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet152"])
 def test_torchvision_weights_give_same_logits(name):
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     peer = getattr(torchvision.models, name)().eval()
     with torch.no_grad():  # non-trivial BN statistics, so a mis-mapped buffer shows
@@ -23,6 +23,7 @@ def test_torchvision_weights_give_same_logits(name):
 
 
 def test_import_rejects_missing_and_unexpected_keys():
+    torchvision = require_peer("torchvision")
     state = torchvision.models.resnet18().state_dict()
     state["extra.weight"] = state.pop("fc.weight")
     with pytest.raises(ValueError, match=r"missing keys \(1\): fc.weight; unexpected keys \(1\): extra.weight"):
@@ -30,6 +31,7 @@ def test_import_rejects_missing_and_unexpected_keys():
 
 
 def test_import_rejects_wrong_shapes():
+    torchvision = require_peer("torchvision")
     state = torchvision.models.resnet18(num_classes=10).state_dict()
     with pytest.raises(ValueError, match=r"fc.weight: file \(10, 512\) vs model \(1000, 512\)"):
         cnnzoo.import_weights(cnnzoo.create_model("resnet18"), state, source="torchvision")
@@ -51,6 +53,7 @@ def test_stride_in_1x1_saves_the_strided_1x1s_work():
 def test_reference_errors_are_those_measured_on_the_registered_layout(depth, paper_top1, paper_top5):
     """The paper's 10-crop errors (Table 3) go with its layout (stride in the 1x1); the released layout
     (stride in the 3x3) carries torchvision's single-crop figures for the weights it publishes for it."""
+    torchvision = require_peer("torchvision")
     paper, released = (cnnzoo.model_cfg(f"resnet{depth}{tail}") for tail in ("_paper", ""))
     assert (paper.top1_err, paper.top5_err) == (paper_top1, paper_top5) and paper.eval_note == "10-crop, ImageNet val"
     with torch.device("meta"):

@@ -7,6 +7,7 @@ from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import meta_model
 from cnnzoo.models.resnet import BasicBlock, ResNet
 from cnnzoo.models.resnext import TABLE_2, ResNeXt, resnext50
+from conftest import require_peer
 
 
 def test_table_1_template_grouped_3x3_and_stage_widths():
@@ -56,7 +57,7 @@ def test_bad_depth_or_grouped_basic_block_are_errors():
     ("resnext101_32x8d", {}),
 ])
 def test_torchvision_weights_give_same_logits(name, kwargs):
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     if kwargs:
         from torchvision.models.resnet import Bottleneck

@@ -7,6 +7,7 @@ import cnnzoo
 from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import meta_model, trace
 from cnnzoo.models.squeezenet import LAYOUTS, Fire, FireRow
+from conftest import require_peer
 
 
 def conv_params(c_in, c_out, k):
@@ -74,6 +75,6 @@ def test_unknown_version_is_an_error():
 
 @pytest.mark.parametrize("name", ["squeezenet1_0", "squeezenet1_1"])
 def test_torchvision_weights_give_same_logits(name):
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     assert_same_logits(name, getattr(torchvision.models, name)(), 32, batch=1)

@@ -174,6 +174,52 @@ def test_gradient_checkpointing_recomputes_with_the_same_gates(use_reentrant):
             assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_row_mode_keeps_or_drops_whole_samples_of_any_rank():
+    torch.manual_seed(0)
+    branch_out = torch.randn(16, 3, 2, 5) + 10  # never zero
+    out = StochasticDepth(0.5, mode="row").train().weigh(branch_out)
+    assert out.shape == branch_out.shape
+    kept = [torch.equal(o, b) for o, b in zip(out, branch_out)]
+    dropped = [not o.any() for o in out]
+    assert all(k or d for k, d in zip(kept, dropped)) and any(kept) and any(dropped)
+
+
+def test_a_gate_that_always_keeps_draws_no_random_numbers():
+    """p = 1 (an undropped block) consumes neither its gate stream nor torch's global generator, so adding such a
+    block does not shift the gates or dropout masks of the others."""
+    stream = GateStream(5)
+    torch.manual_seed(5)
+    for mode in ("batch", "row"):
+        sd = StochasticDepth(1.0, mode=mode, stream=stream).train()
+        assert sd.open()
+        assert torch.equal(sd.weigh(torch.ones(4, 2)), torch.ones(4, 2))
+    assert torch.rand((), generator=stream.generator) == torch.rand((), generator=torch.Generator().manual_seed(5))
+    assert torch.rand(()) == torch.rand((), generator=torch.Generator().manual_seed(5))
+
+
+def test_default_gate_never_drops_nor_scales():
+    sd = StochasticDepth()
+    assert sd.survival_prob == 1.0 and sd.mode == "batch" and not sd.inverted
+    x, shortcut = torch.randn(3), torch.randn(3)
+    with torch.no_grad():
+        assert torch.equal(sd.train()(shortcut, lambda t: 2 * t, x), shortcut + 2 * x)
+        assert torch.equal(sd.eval()(shortcut, lambda t: 2 * t, x), shortcut + 2 * x)
+
+
+def test_sum_is_in_place_only_without_autograd():
+    """Inference reuses the branch's fresh output for the sum; with autograd on, nothing is overwritten."""
+    sd = StochasticDepth(1.0).eval()
+    shortcut = torch.ones(3)
+    x = torch.randn(3, requires_grad=True)
+    out = sd(shortcut, lambda t: t, x)  # the branch returns its input: an in-place sum would overwrite x
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.ones(3)) and torch.equal(out.detach(), x.detach() + 1)
+    fresh = torch.randn(3)
+    with torch.no_grad():
+        got = sd(shortcut, lambda t: fresh, fresh)
+    assert got.data_ptr() == fresh.data_ptr()
+
+
 @pytest.mark.parametrize("use_reentrant", [False, True])
 def test_checkpointed_blocks_inside_a_model_call_keep_their_gates(use_reentrant):
     """Checkpointing inside the model's own forward: the recomputation in backward sees the forward's gates."""

@@ -5,9 +5,8 @@ from torch import nn
 import cnnzoo
 from cnnzoo.layers import LocalResponseNorm
 from cnnzoo.models.vgg import VGG
+from conftest import require_peer
 from peers import assert_same_logits
-
-torchvision = pytest.importorskip("torchvision")
 
 
 def meta(name):
@@ -50,8 +49,10 @@ def test_unknown_layer_is_a_clear_error():
 
 # Every VGG torchvision has. vgg11 and vgg16_bn run at 32x32 (the smallest input), the rest at
 # batch 1: each costs mainly the two 100M-parameter FC layers, whatever the input.
+@pytest.mark.heavy  # eight 130M-parameter pairs: about a minute on 2 cores
 @pytest.mark.parametrize("name", ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"])
 def test_torchvision_weights_give_same_logits(name):
+    torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     peer = getattr(torchvision.models, name)()
     assert_same_logits(name, peer, size=32, batch=2 if name in ("vgg11", "vgg16_bn") else 1)

@@ -10,6 +10,7 @@ from cnnzoo.analysis import count_params
 from cnnzoo.cli import main
 from cnnzoo.layers import SeparableConv2d, StochasticDepth
 from cnnzoo.models.xception import XceptionModule
+from conftest import require_peer
 
 
 def meta_model(name, **kwargs):
@@ -54,10 +55,8 @@ def test_noresidual_drops_exactly_the_shortcuts():
         cnnzoo.create_model("xception_noresidual", drop_path_rate=0.5)
 
 
-timm = pytest.importorskip("timm")
-
-
 def test_timm_legacy_xception_weights_give_same_logits():
+    timm = require_peer("timm")
     torch.manual_seed(0)
     peer = timm.create_model("legacy_xception").eval()
     with torch.no_grad():  # non-trivial BN statistics and affine parameters, so a mis-mapped tensor shows

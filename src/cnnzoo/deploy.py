@@ -156,11 +156,26 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
 EXPORT_FORMATS = ("onnx", "torchscript")
 
 
+def require_onnx() -> None:
+    """A one-line ValueError naming the extra to install, unless torch's ONNX exporter can run here."""
+    missing = []
+    for module in ("onnx", "onnxscript"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise ValueError(f"ONNX export needs {' and '.join(missing)}: pip install 'cnnzoo[onnx]'"
+                         " (or use --format torchscript)")
+
+
 def export(model: nn.Module, path: str | Path, fmt: str = "onnx",
            input_size: int | tuple[int, int, int] | None = None) -> Path:
     """Write ``model`` (in eval mode) as ONNX (opset 18, dynamic batch) or a traced TorchScript file."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == "onnx":
+        require_onnx()
     path = Path(path)
     model = model.eval()
     x = example_input(model, input_size, batch_size=2).normal_()

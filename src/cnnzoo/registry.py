@@ -10,9 +10,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import inspect
+import re
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 from torch import nn
 
@@ -226,13 +230,18 @@ def create_model(
         raise ValueError("global_pool='' leaves the feature map unpooled: it needs num_classes=0")
     in_chans = cfg.in_chans if in_chans is None else in_chans
     kwargs = drop_path_from_keywords(kwargs)
+    check_keywords(name, {"num_classes": num_classes, "in_chans": in_chans, **kwargs})
     try:
         # num_classes=0 builds the usual head, then removes it (after any weights are loaded)
         model = builder(num_classes=num_classes or cfg.num_classes, in_chans=in_chans, **kwargs)
     except TypeError as e:
-        if "unexpected keyword argument" not in str(e):
+        if not kwargs:
             raise
-        raise ValueError(f"{name}: {e}; see the family's constructor for the arguments it takes") from None
+        fixed = re.search(r"multiple values for (?:keyword )?argument '(\w+)'", str(e))
+        if fixed:
+            raise ValueError(f"{name} sets {fixed[1]!r} itself; it cannot be given (another registered name may"
+                             f" have the {fixed[1]} you want: `cnnzoo list`)") from e
+        raise ValueError(f"{name}: {e}; it accepts: {', '.join(accepted_keywords(name) or ['see its family'])}") from e
     model.default_cfg = dataclasses.replace(
         cfg, num_classes=num_classes, input_size=(in_chans, *cfg.input_size[1:]),
         first_conv=_first_conv(model), classifier=getattr(model, "classifier", ""),
@@ -250,3 +259,97 @@ def create_model(
 
         model = FeatureNet(model, out_indices)
     return model
+
+
+def _family(name: str) -> type | None:
+    """The class that ``name``'s builder returns, from its return annotation (None where it has none)."""
+    try:
+        cls = typing.get_type_hints(_MODELS[name]).get("return")
+    except Exception:  # an annotation that does not resolve: nothing to check against
+        return None
+    return cls if isinstance(cls, type) else None
+
+
+def _constructor_hints(name: str) -> tuple[dict[str, inspect.Parameter], dict[str, Any]]:
+    """The keyword parameters of ``name``'s family constructor (and its builder), and their type hints.
+
+    A constructor that passes ``**kwargs`` on to its base class adds the base's parameters. Empty when they
+    cannot be known: no annotated family, or ``**kwargs`` that reach ``nn.Module``.
+    """
+    family = _family(name)
+    if family is None:
+        return {}, {}
+    inits = [_MODELS[name]]
+    for cls in family.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        if cls in (nn.Module, object):
+            return {}, {}
+        inits.append(cls.__init__)
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values()):
+            break
+    params, hints = {}, {}
+    for fn in reversed(inits):  # the most derived signature wins
+        params.update({p.name: p for p in inspect.signature(fn).parameters.values()
+                       if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)})
+        try:
+            hints.update(typing.get_type_hints(fn))
+        except Exception:  # a hint that does not resolve: the names are still known
+            pass
+    hints.pop("return", None)
+    return params, hints
+
+
+def accepted_keywords(name: str) -> list[str]:
+    """The keywords ``create_model(name, ...)`` takes (its family constructor's), sorted; [] where unknown."""
+    return sorted(_constructor_hints(_lookup(name))[0])
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else _describe(a) for a in args)
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether ``value`` fits the type hint ``tp``; hints this cannot judge (classes, callables) accept anything."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (tuple, list) or tp in (tuple, list):
+        return isinstance(value, (tuple, list))
+    return True
+
+
+def check_keywords(name: str, kwargs: dict[str, Any]) -> None:
+    """Each keyword for ``name``'s constructor exists and fits its type hint; else a one-line ValueError
+    naming what is accepted."""
+    params, hints = _constructor_hints(name)
+    if not params:
+        return
+    for key, value in kwargs.items():
+        if key not in params:
+            close = difflib.get_close_matches(key, list(params), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{name} takes no keyword {key!r}{hint}; it accepts: {', '.join(sorted(params))}")
+        if key in hints and not _fits(value, hints[key]):
+            raise ValueError(f"{name}: {key} must be {_describe(hints[key])}, got {value!r}")
+    for key in ("num_classes", "in_chans"):
+        if key in kwargs and (not isinstance(kwargs[key], int) or isinstance(kwargs[key], bool) or kwargs[key] < 1):
+            raise ValueError(f"{name}: {key} must be a positive integer, got {kwargs[key]!r}")

@@ -59,7 +59,9 @@ def test_every_numeric_key_has_a_range():
     for key, valid in RANGES.items():  # the defaults are valid, and so every packaged recipe
         value = getattr(defaults, key)
         assert value is None or all(v in valid for v in (value if isinstance(value, list) else [value])), key
-    for recipe in sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")):
+    recipes = sorted((Path(__file__).parents[2] / "src" / "cnnzoo" / "configs").glob("*.yaml"))  # packaged
+    assert len(recipes) >= 9
+    for recipe in recipes:
         load_config(recipe)
 
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import resolve_device
 from ..registry import create_model
 from .complexity import count_macs, count_params, example_input
 from .report import Column, decimal, integer, render
@@ -55,16 +56,6 @@ class BenchResult:
     compile: bool
     threads: int  # torch.get_num_threads() (CPU)
     torch: str  # torch version
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``"auto"`` (or None) picks CUDA when present, else the CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} asked for, but torch sees no CUDA GPU; use --device cpu")
-    return device
 
 
 def _sync(device: torch.device) -> None:

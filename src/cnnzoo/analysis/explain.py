@@ -2,8 +2,10 @@
 
 Each topic builds the competing designs from the modules the families use
 (GoogLeNet's ``Inception``, ``SeparableConv2d``, DenseNet's ``DenseBlock``,
-PolyNet's ``PolyInception``; a plain ``nn.Conv2d`` stack where the design is
-nothing more), on the meta device (nothing is allocated), and counts their
+PolyNet's ``PolyInception``, MobileNet's ``DepthwiseSeparableBlock``,
+ShuffleNet's ``ShuffleUnit``, SqueezeNet's ``Fire``, ResNeXt's ``Bottleneck``;
+a plain ``nn.Conv2d`` stack where the design is nothing more), on the meta
+device (nothing is allocated), and counts their
 parameters and MACs with the same counter as every model
 (``complexity.trace``). No formula is typed in: the numbers are what the
 modules have, and the tests check them against the hand derivations quoted in
@@ -18,10 +20,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..layers import SeparableConv2d
+from ..layers import ConvBnAct, SeparableConv2d
 from ..models.densenet import DenseBlock
 from ..models.googlenet import Inception, InceptionNaive
+from ..models.mobilenet import DepthwiseSeparableBlock
 from ..models.polynet import PolyInception
+from ..models.resnet import Bottleneck
+from ..models.resnext import TABLE_2
+from ..models.shufflenet import ShuffleUnit
+from ..models.squeezenet import Fire
 from .complexity import _MetaShortcuts, count_params, share, trace
 from .report import Column, integer, render
 
@@ -200,12 +207,146 @@ def poly_vs_way(size: int = 35) -> Explanation:
     )
 
 
+def mobilenet(channels: int = 512, size: int = 14) -> Explanation:
+    """A standard 3x3 conv layer against MobileNet's depthwise separable layer (Section 3.1), M = N = 512, 14x14.
+
+    Both carry their batch norms and ReLUs (Fig. 3). Standard: 3*3*M*N
+    weights + 2N BN = 2,360,320 parameters, 3*3*M*N*14*14 = 462,422,016 MACs.
+    Separable: 3*3*M depthwise + 2M BN + M*N pointwise + 2N BN = 268,800
+    parameters, (3*3*M + M*N)*14*14 = 52,283,392 MACs. The cost ratio (Eq. 5)
+    is (9M + MN) / 9MN = 1/N + 1/9.
+    """
+    standard = ConvBnAct(channels, channels, 3, stride=1, padding=1)
+    block = DepthwiseSeparableBlock(channels, channels, stride=1)
+    rows = []
+    for name, module in (("standard 3x3 conv", standard), ("depthwise 3x3", block.conv.depthwise),
+                         ("pointwise 1x1", block.conv.pointwise), ("depthwise separable (both)", block)):
+        params, macs, _ = _measure(module, channels, size)
+        rows.append(dict(design=name, params=params, macs=macs))
+    full, sep = rows[0], rows[3]
+    return Explanation(
+        "mobilenet", f"Standard 3x3 conv against depthwise separable (MobileNet): M = N = {channels}, {size}x{size}, "
+        "BN and ReLU included", _COST, rows,
+        [f"The depthwise separable layer costs {share(sep['macs'], full['macs']):.3f} of the standard layer's MACs "
+         f"({full['macs'] / sep['macs']:.1f}x fewer): the paper's 1/N + 1/9 = {1 / channels + 1 / 9:.3f} (Eq. 5),",
+         f"and {share(sep['params'], full['params']):.3f} of its parameters (the BN parameters aside, the same "
+         f"ratio); {share(rows[2]['macs'], sep['macs']):.0%} of its MACs are in the 1x1 pointwise conv "
+         "(95% across the network: Table 2)."],
+    )
+
+
+def _groups_responding(unit: ShuffleUnit, channels: int, groups: int) -> int:
+    """Output groups of ``unit`` that change when only its first input group changes.
+
+    Every weight is set to 1 (so no two paths can cancel and no ReLU cuts one
+    off): a group responds exactly when some path connects it to the first
+    input group. Runs on the CPU, on a 4x4 map: the answer does not depend on
+    the size.
+    """
+    with torch.device("cpu"):
+        unit = unit.to_empty(device="cpu").eval()
+        with torch.no_grad():
+            for p in unit.parameters():
+                p.fill_(1.0)
+            for b in unit.buffers():
+                b.fill_(1.0 if b.dtype.is_floating_point else 0)  # BN running var 1 (mean 1: harmless)
+            x = torch.zeros(1, channels, 4, 4)
+            y = x.clone()
+            y[:, : channels // groups] = 1.0
+            changed = (unit(y) - unit(x)).abs().sum((0, 2, 3)).view(groups, -1).sum(1)
+    return int((changed > 0).sum())
+
+
+def shufflenet(size: int = 28, channels: int = 240, groups: int = 3) -> Explanation:
+    """A ShuffleNet unit with and without its channel shuffle (Fig. 1, Table 3): 240 channels, g = 3, 28x28.
+
+    The shuffle is a permutation: both cost the same. 1x1 GConv 240*60/3,
+    3x3 DWConv 60*9, 1x1 GConv 60*240/3 = 10,140 weights, plus BN 2*(60 + 60 +
+    240) = 720: 10,860 parameters; 10,140 * 28 * 28 = 7,949,760 MACs. What
+    differs is the flow: without the shuffle the stacked group convolutions
+    keep each group to itself, so a change in one input group reaches 1 of
+    the 3 output groups; with it, all 3.
+    """
+    rows = []
+    for name, shuffle in (("with channel shuffle", True), ("without channel shuffle", False)):
+        unit = ShuffleUnit(channels, channels, groups=groups, channel_shuffle=shuffle)
+        params, macs, _ = _measure(unit, channels, size)
+        rows.append(dict(design=name, params=params, macs=macs, responding=_groups_responding(unit, channels, groups)))
+    with_, without = rows
+    return Explanation(
+        "shufflenet", f"ShuffleNet unit with and without channel shuffle: {channels} channels, g = {groups}, "
+        f"{size}x{size}", [*_COST, Column("responding", f"output groups reached by input group 1 (of {groups})")],
+        rows,
+        [f"The shuffle costs nothing: {with_['params']:,} parameters and {with_['macs']:,} MACs either way.",
+         f"It changes what the unit can mix: a change in one input group reaches {with_['responding']} of the "
+         f"{groups} output groups with it, {without['responding']} without it (Fig. 1);",
+         "Table 3 measures what that buys: lower error at every size and group count, at the same cost."],
+    )
+
+
+def squeezenet(size: int = 27) -> Explanation:
+    """SqueezeNet's fire8 against a 3x3 conv with its 512 outputs (Section 3.1), 384 channels in, 27x27.
+
+    3x3 conv: 384*512*9 + 512 = 1,769,984 parameters. Strategy 1 alone (half
+    the filters 1x1, no squeeze): 384*256 + 256 + 384*256*9 + 256 = 983,552.
+    Fire (strategies 1 and 2: squeeze to 64 first): 384*64 + 64 + 64*256 + 256
+    + 64*256*9 + 256 = 188,992. MACs are the weights x 27 * 27 (biases aside).
+    """
+    conv = nn.Conv2d(in_chs := 384, 512, 3, padding=1)
+    expand_only = Fire(in_chs, in_chs, 256, 256)
+    expand_only.squeeze = nn.Identity()  # the expand layers read the input directly
+    fire = Fire(in_chs, 64, 256, 256)
+    rows = []
+    for name, module in (("3x3 conv, 512 filters", conv), ("expand only: 256 1x1 + 256 3x3 (strategy 1)", expand_only),
+                         ("fire: squeeze 64, then expand (strategies 1+2)", fire)):
+        params, macs, out = _measure(module, in_chs, size)
+        rows.append(dict(design=name, out_chs=out[1], params=params, macs=macs))
+    conv_row, expand_row, fire_row = rows
+    return Explanation(
+        "squeezenet", f"SqueezeNet's fire8 against a 3x3 conv: {in_chs} channels in, 512 out, {size}x{size}",
+        [_COST[0], Column("out_chs", "channels out"), *_COST[1:]], rows,
+        [f"Replacing half the 3x3 filters by 1x1 (strategy 1) leaves "
+         f"{share(expand_row['params'], conv_row['params']):.0%} of the 3x3 conv's parameters; squeezing the input to 64 channels first (strategy 2) leaves "
+         f"{share(fire_row['params'], conv_row['params']):.1%},",
+         f"{conv_row['params'] / fire_row['params']:.1f}x fewer for the same {fire_row['out_chs']} output channels."],
+    )
+
+
+def resnext(size: int = 56) -> Explanation:
+    """ResNeXt's cardinality against width at equal cost (Table 2): conv2's block, 256 channels in and out, 56x56.
+
+    C groups of width d: 1x1 256 -> Cd, grouped 3x3 Cd -> Cd (C*d*d*9), 1x1
+    Cd -> 256: weights C * (256d + 9d^2 + 256d), about 70k for each row
+    (1x64d: 69,632; 32x4d: 70,144); BN adds 2 * (2Cd + 256). MACs are the
+    weights x 56 * 56.
+    """
+    rows = []
+    for c, d in TABLE_2.items():
+        block = Bottleneck(256, 64, groups=c, base_width=d)
+        params, macs, _ = _measure(block, 256, size)
+        rows.append(dict(design=f"{c}x{d}d", cardinality=c, width=d, group_width=c * d, params=params, macs=macs))
+    low, high = min(r["params"] for r in rows), max(r["params"] for r in rows)
+    return Explanation(
+        "resnext", f"ResNeXt blocks at equal cost (Table 2): cardinality C x width d, 256 channels, {size}x{size}",
+        [_COST[0], Column("cardinality", "C"), Column("width", "d"), Column("group_width", "C x d"), *_COST[1:]],
+        rows,
+        [f"Every template costs within {high / low - 1:.1%} of the others ({low:,} to {high:,} parameters): "
+         "more groups buy narrower ones,",
+         "yet the paper's error falls as C grows (ResNeXt-50, Table 3: 23.9% top-1 at 1x64d, 22.2% at 32x4d): "
+         "cardinality, not width, is what pays at equal cost."],
+    )
+
+
 TOPICS: dict[str, tuple[Callable[..., Explanation], str]] = {
     "3x3": (conv_stacks, "two 3x3 convs against one 5x5 (and three against one 7x7): VGG"),
     "inception": (inception_reductions, "Inception module (3a) with and without 1x1 reductions: GoogLeNet"),
     "separable": (separable, "depthwise separable against full convolution: Xception"),
     "densenet": (densenet_growth, "channel growth through a dense block: DenseNet"),
     "poly": (poly_vs_way, "poly-2 against 2-way at equal cost: PolyNet"),
+    "mobilenet": (mobilenet, "standard 3x3 conv against depthwise separable: MobileNet"),
+    "shufflenet": (shufflenet, "a unit with and without channel shuffle: ShuffleNet"),
+    "squeezenet": (squeezenet, "fire module against a 3x3 conv: SqueezeNet"),
+    "resnext": (resnext, "cardinality against width at equal cost: ResNeXt"),
 }
 
 

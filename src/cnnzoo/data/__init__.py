@@ -1,7 +1,7 @@
 """Data sets and the papers' augmentations: ``build_data(spec, batch_size=...)`` gives train and test loaders.
 
 Specs:
-    digits               scikit-learn's 1,797 handwritten digits, upsampled to 32x32 (embedded, no download)
+    digits               the UCI 1,797 handwritten digits, upsampled to 32x32 (shipped as digits.npz, no download)
     cifar10, cifar100    torchvision's CIFAR, downloaded to $CNNZOO_CACHE/data when the network allows
     cifar10:DIR          a local copy of the python batches (DIR holds cifar-10-batches-py/)
     folder:PATH, PATH    an ImageFolder tree: PATH/train/<class>/<image> and PATH/val/ (or test/)

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .common import DataError, generator, log
 from .folder import read_rgb, unreadable_reason
-from .transforms import BatchAugment
+from .transforms import LIGHTING_AUGMENTS, BatchAugment
 
 ORDER, SAMPLE_SEEDS = 0, 1  # stream tags: generator(seed, epoch, TAG) for the shuffle and the per-image seeds
 
@@ -77,7 +77,7 @@ class _Loader:
             return self.augment.finish(images) if geometry_done else self.augment.eval(images)
         gen = generator(self.seed, epoch, self.rank, b)
         if geometry_done:
-            return self.augment.finish(images, gen if self.augment.augment == "alexnet" else None)
+            return self.augment.finish(images, gen if self.augment.augment in LIGHTING_AUGMENTS else None)
         return self.augment.train(images, gen)
 
 

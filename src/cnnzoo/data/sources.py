@@ -1,4 +1,4 @@
-"""Data sets that arrive as arrays: scikit-learn's digits (embedded) and CIFAR-10/100 (the python batches)."""
+"""Data sets that arrive as arrays: the UCI digits (shipped in the package) and CIFAR-10/100 (the python batches)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import pickle
 import socket
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,8 @@ import torchvision.datasets
 
 from .common import DataError, cache_dir
 
+DIGITS_FILE = "digits.npz"  # in this package: images, labels and the fixed train/test split
 DIGITS_SIDE = 32  # the 8x8 digits upsampled 4x: big enough for the CIFAR networks' three stages
-DIGITS_TEST_FRACTION = 0.2
-DIGITS_SPLIT_SEED = 0  # fixed, not the training seed: every run is tested on the same 360 images
 CIFAR = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}
 
 
@@ -33,22 +33,19 @@ class Arrays:
 
 
 def load_digits() -> Arrays:
-    """scikit-learn's 1,797 handwritten digits (UCI, 8x8, 17 grey levels), shipped inside the package.
+    """The 1,797 handwritten digits (UCI, 8x8, 17 grey levels), shipped inside the package as digits.npz
+    (its source, licence and layout: digits.md beside it).
 
-    Grey levels 0..16 become 0..255, images are upsampled bilinearly to 32x32, and a stratified 80/20 split
-    with a fixed seed gives 1,437 training and 360 test images.
+    Grey levels 0..16 become 0..255, images are upsampled bilinearly to 32x32, and the stored stratified
+    80/20 split gives 1,437 training and 360 test images.
     """
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = sklearn_digits()
-    x = torch.from_numpy(digits.images).float()[:, None] * (255 / 16)  # N x 1 x 8 x 8
+    with resources.files(__package__).joinpath(DIGITS_FILE).open("rb") as f, np.load(f, allow_pickle=False) as z:
+        images, labels, train, test = (z[k] for k in ("images", "labels", "train", "test"))
+    x = torch.from_numpy(images.astype(np.float64)).float()[:, None] * (255 / 16)  # N x 1 x 8 x 8
     x = F.interpolate(x, size=(DIGITS_SIDE, DIGITS_SIDE), mode="bilinear", align_corners=False)
     x = x.round().clamp(0, 255).to(torch.uint8)  # N x 1 x 32 x 32
-    y = torch.from_numpy(digits.target).long()
-    train, test = train_test_split(np.arange(len(y)), test_size=DIGITS_TEST_FRACTION, stratify=digits.target,
-                                   random_state=DIGITS_SPLIT_SEED)
-    train, test = torch.from_numpy(train), torch.from_numpy(test)
+    y = torch.from_numpy(labels.astype(np.int64))
+    train, test = torch.from_numpy(train.astype(np.int64)), torch.from_numpy(test.astype(np.int64))
     return Arrays(x[train], y[train], x[test], y[test], [str(d) for d in range(10)])
 
 

@@ -11,7 +11,8 @@ pixels (or resized crops straight to ``img_size``), evaluation the centre crop o
     cifar       ResNet 4.2, stochastic depth (1512.03385)       zero-pad 4, random crop, flip
     alexnet     AlexNet 4.1 (Krizhevsky et al. 2012)            random crop (224 of 256), flip, PCA lighting
     inception   GoogLeNet 6 (1409.4842), PolyNet                random-resized crop 8%-100%, aspect 3/4-4/3, flip
-    vgg         VGG 3.1 (1409.1556)                             scale jitter S in [256, 512], 224 crop, flip
+    vgg         VGG 3.1 (1409.1556)                             scale jitter S in [256, 512], 224 crop, flip,
+                                                                PCA lighting ("random RGB colour shift")
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ RRC_SCALE = (0.08, 1.0)  # GoogLeNet 6: "patches ... whose size is distributed e
 RRC_RATIO = (3 / 4, 4 / 3)  # "... and whose aspect ratio is chosen randomly between 3/4 and 4/3"
 LIGHTING_STD = 0.1  # AlexNet 4.1: alpha_i drawn from a Gaussian with mean zero and standard deviation 0.1
 VGG_JITTER = (1, 2)  # VGG 3.1: S in [S_min, S_max] = [256, 512], i.e. 1x to 2x the stored side of 256
+LIGHTING_AUGMENTS = ("alexnet", "vgg")  # VGG 3.1: "random RGB colour shift (Krizhevsky et al., 2012)"
 STORE_RATIO = 256 / 224  # ImageNet convention: images stored (and resized for eval) at 256 for 224 crops
 
 
@@ -194,7 +196,7 @@ class BatchAugment:
         else:
             pad = CIFAR_PAD if self.augment in ("shift", "cifar") else 0
             x = pad_crop_flip(x, g.crop, pad, gen, flip=self.augment != "shift")
-        return self.finish(x, gen if self.augment == "alexnet" else None)
+        return self.finish(x, gen if self.augment in LIGHTING_AUGMENTS else None)
 
     def eval(self, x: Tensor) -> Tensor:
         """uint8 N x C x store x store -> the centre crop (N x C x S x S) or ten crops (N x 10 x C x S x S)."""

@@ -2,9 +2,10 @@
 
 A run's config is built in layers, each overriding the one before:
 the defaults below (the no-argument run: ResNet-20 on the embedded digits),
-a recipe ``configs/*.yaml``, the command-line flags, then ``KEY=VALUE``
-pairs. The resolved config is written as ``config.yaml`` into the run folder,
-so ``--resume`` and ``cnnzoo eval`` rebuild exactly the same run.
+a recipe (a YAML file, or one packaged in ``cnnzoo/configs/``, by name),
+the command-line flags, then ``KEY=VALUE`` pairs. The resolved config is
+written as ``config.yaml`` into the run folder, so ``--resume`` and
+``cnnzoo eval`` rebuild exactly the same run.
 
 Values are checked against the field types and every number against its
 range (``RANGES``) as the config is read; an unknown key, a wrong type or a
@@ -19,7 +20,9 @@ import difflib
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +88,7 @@ class TrainConfig:
     name: str | None = None  # run folder name; None = MODEL-DATA-TIMESTAMP
     seed: int = 0  # seeds weights, data order, augmentation, dropout and stochastic-depth gates
     checkpoint_every: int = 0  # also checkpoint every N training steps (0 = only at the end of each epoch)
+    log_every: int = 50  # steps between log points, the only steps that wait for the device (progress, NaN check)
     stop_after: int = 0  # stop (checkpointed, resumable) after this many epochs in this session; 0 = run to the end
     eval_every: int = 1  # evaluate on the test split every N epochs (and always after the last)
     grad_flow: bool = False  # log each residual block's mean |gradient| per epoch (grad_flow.csv/.png)
@@ -120,7 +124,7 @@ RANGES: dict[str, Range] = {
     "rmsprop_decay": FRACTION, "rmsprop_eps": ABOVE_0, "label_smoothing": FRACTION, "aux_weight": AT_LEAST_0,
     "step_size": ABOVE_0, "milestones": AT_LEAST_0, "gamma": ABOVE_0, "min_lr": AT_LEAST_0, "warmup": AT_LEAST_0,
     "warmup_start": Range(0, 1), "seed": AT_LEAST_0, "checkpoint_every": AT_LEAST_0, "stop_after": AT_LEAST_0,
-    "eval_every": AT_LEAST_1,
+    "eval_every": AT_LEAST_1, "log_every": AT_LEAST_1,
 }
 
 
@@ -244,11 +248,45 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+RECIPES = resources.files("cnnzoo") / "configs"  # the papers' recipes, shipped inside the package
+
+
+def recipes() -> dict[str, str]:
+    """The packaged recipes: name -> one-line description (the first comment line of the YAML file)."""
+    out = {}
+    for entry in sorted(RECIPES.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            first = entry.read_text(encoding="utf-8").partition("\n")[0]
+            out[entry.name.removesuffix(".yaml")] = first.lstrip("# ").strip()
+    return out
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A YAML file: ``name_or_path`` itself where that file exists, else the packaged recipe of that name
+    (``resnet_cifar10`` or ``resnet_cifar10.yaml``); a ConfigError listing the recipes otherwise."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = RECIPES / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if packaged.is_file() and path.parent == Path("."):
+        return Path(str(packaged))
+    if packaged.is_file() and path.parent.name == "configs":  # the checkout's old configs/NAME.yaml
+        warnings.warn(f"recipes moved into the package: give --config {packaged.name.removesuffix('.yaml')}"
+                      f" instead of {str(path)!r} (the old path stops working in the next release)",
+                      DeprecationWarning, stacklevel=2)
+        return Path(str(packaged))
+    names = list(recipes())
+    close = difflib.get_close_matches(path.stem, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"no config file {str(path)!r} and no packaged recipe of that name{hint}; recipes:"
+                      f" {', '.join(names)} (`cnnzoo recipes`)")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML file, or a ConfigError saying why not."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist (recipes are in configs/*.yaml)")
+        raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
@@ -259,10 +297,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, *overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the YAML file at ``path``, then each mapping of ``overrides`` in turn."""
+    """Defaults, then the YAML file at ``path`` (or the packaged recipe of that name), then each mapping of
+    ``overrides`` in turn."""
     cfg = TrainConfig()
     if path is not None:
-        cfg = apply(cfg, read_yaml(path), where=str(path))
+        cfg = apply(cfg, read_yaml(find_recipe(path)), where=str(path))
     for values in overrides:
         cfg = apply(cfg, values)
     return cfg

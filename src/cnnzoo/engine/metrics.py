@@ -21,22 +21,24 @@ COLUMNS = ["epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", 
 class Tally:
     """Running sums over an epoch: loss x samples, top-1 and top-5 hits, samples, seconds.
 
-    Counts stay tensors on the training device (no host sync per step); ``to_dict``
-    makes them plain numbers for the checkpoint, so a mid-epoch resume continues the sums.
+    ``add`` keeps the loss and hit sums as tensors on the device the batch is on,
+    so adding a batch never waits for the device; only reading them (``to_dict``,
+    ``percentages``: at log points, checkpoints and the end of an epoch) does.
+    ``to_dict`` gives plain numbers for the checkpoint, so a mid-epoch resume continues the sums.
     """
 
-    loss: float = 0.0
+    loss: Tensor | float = 0.0
     top1: Tensor | float = 0.0
     top5: Tensor | float = 0.0
     n: int = 0
     seconds: float = 0.0
 
-    def add(self, loss: float, scores: Tensor, labels: Tensor) -> None:
-        """Add one batch: its mean loss and its class scores (logits or probabilities)."""
+    def add(self, loss: Tensor, scores: Tensor, labels: Tensor) -> None:
+        """Add one batch: its mean loss (a 0-d tensor, not read here) and its class scores (logits or probabilities)."""
         k = min(5, scores.shape[1])
         top = scores.topk(k, dim=1).indices
         hits = top == labels[:, None]
-        self.loss += loss * len(labels)
+        self.loss = self.loss + loss.detach().to(torch.float64) * len(labels)
         self.top1 = self.top1 + hits[:, 0].sum()
         self.top5 = self.top5 + hits.any(dim=1).sum()
         self.n += len(labels)
@@ -148,5 +150,5 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
 def reduce_tally(tally: Tally, reduce) -> Tally:
     """``tally`` summed over DDP processes with ``reduce`` (a function of a float64 tensor)."""
-    sums = reduce(torch.tensor([tally.loss, float(tally.top1), float(tally.top5), tally.n], dtype=torch.float64))
+    sums = reduce(torch.tensor([float(tally.loss), float(tally.top1), float(tally.top5), tally.n], dtype=torch.float64))
     return Tally(sums[0].item(), sums[1].item(), sums[2].item(), int(sums[3].item()), tally.seconds)

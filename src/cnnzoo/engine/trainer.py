@@ -11,8 +11,10 @@ bottom) and ``evaluate``. Its run folder holds ``config.yaml``,
   atomically to ``last.ckpt``;
 - SIGINT / SIGTERM finish the current step's bookkeeping, write a checkpoint
   and raise ``Interrupted``;
-- a NaN or Inf loss raises ``NumericalError`` before the bad step reaches the
-  weights, naming the step and the last good checkpoint.
+- a NaN or Inf loss or gradient raises ``NumericalError`` at the next log point
+  (``log_every`` steps, the epoch's end, or before any checkpoint is written),
+  naming the first bad step; no checkpoint ever holds a non-finite weight, so
+  ``last.ckpt`` stays the last good one.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .. import registry
+from ..device import resolve_device
 from ..analysis import check_input_size
 from ..layers.drop import StochasticDepth, seed_gates
 from . import distributed
@@ -42,6 +45,7 @@ from .checkpoint import (CheckpointError, WriteError, atomic_write, load_checkpo
                          rng_state, save_checkpoint, save_weights, set_rng_state)
 from .config import ConfigError, TrainConfig, load_config, to_yaml
 from .distributed import World
+from .finite import FiniteWatch, grad_norm, nonfinite_entries
 from .gradflow import GradFlowMonitor, write_grad_flow
 from .metrics import RunLog, Tally, reduce_tally
 from .optim import build_optimizer, build_scheduler
@@ -76,17 +80,6 @@ class Result:
     def summary(self) -> str:
         """The one line scripts read: ``top1=NN.NN top5=NN.NN run=DIR``."""
         return f"top1={self.top1:.2f} top5={self.top5:.2f}" + (f" run={self.run_dir}" if self.run_dir else "")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but torch sees no CUDA GPU; use --device cpu (or auto)")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    if name in ("auto", "cpu"):
-        return torch.device("cpu")
-    raise ConfigError(f"unknown device {name!r}: use auto, cpu or cuda")
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -137,10 +130,9 @@ def evaluate(model: nn.Module, loader, autocast=contextlib.nullcontext, channels
             logits = model(images).float()
         if crops:
             probs = logits.softmax(1).unflatten(0, (-1, crops)).mean(1)  # N x classes
-            loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels)
-            tally.add(loss.item(), probs, labels)
+            tally.add(F.nll_loss(probs.clamp_min(1e-12).log(), labels), probs, labels)
         else:
-            tally.add(F.cross_entropy(logits, labels).item(), logits, labels)
+            tally.add(F.cross_entropy(logits, labels), logits, labels)
     device = next(model.parameters()).device
     tally = reduce_tally(tally, lambda t: distributed.all_reduce(t.to(device), world).cpu())
     return tally.percentages()
@@ -188,68 +180,37 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data=None, resume: str | Path | None = None):
         self.cfg = cfg
+        self._setup_device()
+        self.data = data if data is not None else self._build_data()
+        self.meta = model_meta(cfg, self.data)
+        self.net = self._build_model()
+        self._setup_optimisation()
+        self._reset_position()
+        self._open_run(resume)
+        self.model = self._parallel_model()
+
+    def _setup_device(self) -> None:
+        """This process's device and place among the DDP processes; kernel choices."""
+        cfg = self.cfg
         device = resolve_device(cfg.device)
-        self.world = world = distributed.init(device.type)
-        self.device = torch.device("cuda", world.local_rank) if device.type == "cuda" else device
-        check_config(cfg, world, self.device)
+        self.world = distributed.init(device.type)
+        self.device = torch.device("cuda", self.world.local_rank) if device.type == "cuda" else device
+        check_config(cfg, self.world, self.device)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = self.device.type == "cuda" and not cfg.deterministic
 
-        # data: given (tests, notebooks) or built from the spec; this process's shard
-        self.data = data if data is not None else build_data(
-            cfg.data, batch_size=cfg.batch_size // world.size, img_size=cfg.img_size, augment=cfg.augment,
-            eval_crops=cfg.eval_crops, device=self.device, seed=cfg.seed, rank=world.rank, world_size=world.size,
-            workers=cfg.workers, strict=cfg.strict_data)
-        if cfg.num_classes is not None and cfg.num_classes != self.data.num_classes:
+    def _build_data(self):
+        """The data the spec names, this process's shard of it; its classes must agree with ``num_classes``."""
+        cfg = self.cfg
+        data = build_data(cfg.data, batch_size=cfg.batch_size // self.world.size, img_size=cfg.img_size,
+                          augment=cfg.augment, eval_crops=cfg.eval_crops, device=self.device, seed=cfg.seed,
+                          rank=self.world.rank, world_size=self.world.size, workers=cfg.workers,
+                          strict=cfg.strict_data)
+        if cfg.num_classes is not None and cfg.num_classes != data.num_classes:
             raise ConfigError(f"num_classes {cfg.num_classes} disagrees with data {cfg.data!r}, which has"
-                              f" {self.data.num_classes} classes; drop num_classes or fix the data")
-        self.meta = model_meta(cfg, self.data)
-        self.net = self._build_model()
-
-        # optimisation: optimizer, per-iteration schedule, loss scaling (fp16 only), loss
-        self.optimizer = build_optimizer(cfg, self.net)
-        self.scheduler = build_scheduler(cfg, self.optimizer, len(self.data.train))
-        self.amp = amp_dtype(cfg, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.grad_flow = GradFlowMonitor(self.net) if cfg.grad_flow else None
-
-        # position and history (what a checkpoint restores)
-        self.epoch = 0  # epochs completed
-        self.step = 0  # optimizer steps taken
-        self.batch = 0  # batches of the current epoch already trained (mid-epoch checkpoints)
-        self.tally = Tally()  # the current epoch's running sums
-        self.history: list[dict] = []  # one metrics row per epoch
-        self.grad_history: list[dict] = []  # one grad-flow row per epoch
-        self.best_top1 = -1.0
-        self.last_test: dict[str, float] | None = None
-        self.signal: int | None = None  # set by the SIGINT/SIGTERM handler
-
-        # run folder: a new one, or the resumed one with its checkpoint restored; only rank 0 writes
-        self.run_dir = Path(resume) if resume is not None else distributed.broadcast(
-            _run_dir(cfg) if world.is_main else None, world)
-        if resume is not None and not (self.run_dir / "last.ckpt").exists():  # killed before its first checkpoint
-            if world.is_main:
-                print(f"{self.run_dir} has no checkpoint yet (the run stopped before writing one):"
-                      " starting it over in that folder", file=sys.stderr)
-            resume = None
-        if resume is not None:
-            self._restore(load_checkpoint(self.run_dir / "last.ckpt"))
-        if world.is_main:
-            self._open_run_folder()
-        self.log = RunLog(self.run_dir if world.is_main else None, cfg.tensorboard,
-                          purge_step=self.step + 1 if resume is not None else None)
-
-        # the model that trains: DDP across processes, then torch.compile
-        self.model = self.net
-        if world.distributed:
-            has_gates = any(isinstance(m, StochasticDepth) and m.survival_prob < 1 for m in self.net.modules())
-            self.model = nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=has_gates)  # a dropped block's parameters get no gradient that step
-        if cfg.compile:
-            self.model = torch.compile(self.model)
+                              f" {data.num_classes} classes; drop num_classes or fix the data")
+        return data
 
     def _build_model(self) -> nn.Module:
         """The model for the data's classes and channels: identical on every rank (seeded), on the device."""
@@ -266,6 +227,58 @@ class Trainer:
         self._check_input_size(net, self.data.img_size)
         torch.manual_seed(cfg.seed + self.world.rank)  # dropout masks differ between ranks
         return net
+
+    def _setup_optimisation(self) -> None:
+        """Optimizer, per-iteration schedule, mixed precision and loss scaling (fp16 only), loss, monitors."""
+        cfg = self.cfg
+        self.optimizer = build_optimizer(cfg, self.net)
+        self.scheduler = build_scheduler(cfg, self.optimizer, len(self.data.train))
+        self.amp = amp_dtype(cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.grad_flow = GradFlowMonitor(self.net) if cfg.grad_flow else None
+        self.finite = FiniteWatch(self.device)
+
+    def _reset_position(self) -> None:
+        """Position and history at the start of a run (what a checkpoint restores)."""
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps taken
+        self.batch = 0  # batches of the current epoch already trained (mid-epoch checkpoints)
+        self.tally = Tally()  # the current epoch's running sums
+        self.history: list[dict] = []  # one metrics row per epoch
+        self.grad_history: list[dict] = []  # one grad-flow row per epoch
+        self.best_top1 = -1.0
+        self.last_test: dict[str, float] | None = None
+        self.signal: int | None = None  # set by the SIGINT/SIGTERM handler
+
+    def _open_run(self, resume: str | Path | None) -> None:
+        """A new run folder, or the resumed one with its checkpoint restored; only rank 0 writes."""
+        world = self.world
+        self.run_dir = Path(resume) if resume is not None else distributed.broadcast(
+            _run_dir(self.cfg) if world.is_main else None, world)
+        if resume is not None and not (self.run_dir / "last.ckpt").exists():  # killed before its first checkpoint
+            if world.is_main:
+                print(f"{self.run_dir} has no checkpoint yet (the run stopped before writing one):"
+                      " starting it over in that folder", file=sys.stderr)
+            resume = None
+        if resume is not None:
+            self._restore(load_checkpoint(self.run_dir / "last.ckpt"))
+        if world.is_main:
+            self._open_run_folder()
+        self.log = RunLog(self.run_dir if world.is_main else None, self.cfg.tensorboard,
+                          purge_step=self.step + 1 if resume is not None else None)
+
+    def _parallel_model(self) -> nn.Module:
+        """The model that trains: DDP across processes, then torch.compile."""
+        model = self.net
+        if self.world.distributed:
+            has_gates = any(isinstance(m, StochasticDepth) and m.survival_prob < 1 for m in self.net.modules())
+            model = nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=has_gates)  # a dropped block's parameters get no gradient that step
+        if self.cfg.compile:
+            model = torch.compile(model)
+        return model
 
     def _check_input_size(self, net: nn.Module, size: int) -> None:
         """One image through the model (eval, no grad: no RNG drawn); if it is too small, say the minimum."""
@@ -313,57 +326,73 @@ class Trainer:
                       finished=self.epoch >= cfg.epochs)
 
     def train_epoch(self, epoch: int) -> Tally:
-        """One pass over this process's shard of the training set (from ``self.batch`` when resuming mid-epoch)."""
-        cfg, model, tally = self.cfg, self.model, self.tally
-        model.train()
+        """One pass over this process's shard of the training set (from ``self.batch`` when resuming mid-epoch).
+
+        The host waits for the device only at log points (every ``log_every`` steps, checkpoints, the epoch's
+        end): there the progress bar is updated and the non-finite watch and pending signals are checked.
+        """
+        cfg = self.cfg
+        self.model.train()
         loader = self.data.train
-        bar = tqdm(loader.epoch(epoch, start_batch=self.batch), total=len(loader), initial=self.batch,
-                   desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not (self.world.is_main and sys.stderr.isatty()))
+        bar = tqdm(total=len(loader), initial=self.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   leave=False, disable=not (self.world.is_main and sys.stderr.isatty()))
         started = time.perf_counter()
-        for images, labels in bar:
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            # lr: the per-iteration schedule already set this step's value in the optimizer
-            # gates: stochastic depth draws from the model's gate stream, seeded by (seed, step): the same on every
-            # rank (DDP gradients agree) and again after a resume
-            seed_gates(self.net, step_seed(cfg.seed, self.step))
-            # forward, in mixed precision on CUDA
-            with self._autocast():
-                outputs = model(images)
-                # loss: cross-entropy (label smoothing optional) + aux_weight x each auxiliary head's
-                loss, logits = classification_loss(outputs, labels, self.criterion, cfg.aux_weight)
-            # faults: a NaN/Inf loss stops before it reaches the weights; a signal stops after this step
-            loss_value = loss.item()
-            signum = self._check_faults(loss_value, epoch)
-            # backward (loss scaled for fp16)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.grad_flow:
-                self.scaler.unscale_(self.optimizer)
-                self.grad_flow.after_backward()
-            # step: the optimizer, then the schedule (per iteration)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            self.step += 1
-            self.batch += 1
-            # metrics: running loss and top-1/top-5 of this epoch
-            tally.add(loss_value, logits.detach(), labels)
-            images_per_s = tally.n / (tally.seconds + time.perf_counter() - started)
-            bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{images_per_s:.0f}", refresh=False)
-            # checkpoint every N steps when asked (end_epoch saves the last), and on SIGINT/SIGTERM, then stop
+        for images, labels in loader.epoch(epoch, start_batch=self.batch):
+            self.train_step(images, labels)
+            bar.update()
+            signum = self._pending_signal(sync=self.step % cfg.log_every == 0)
             every = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.batch < len(loader)
-            if signum or every:
-                tally.seconds += time.perf_counter() - started
+            if signum or every or self.step % cfg.log_every == 0:  # a log point
+                self.tally.seconds += time.perf_counter() - started
                 started = time.perf_counter()
+                self._check_finite(epoch)
+                self._show_progress(bar)
+            if signum or every:
                 self.save()
             if signum:
                 raise Interrupted(f"{signal.Signals(signum).name} at step {self.step} (epoch {epoch + 1});"
                                   f" checkpoint written: continue with --resume {self.run_dir}", signum)
         bar.close()
-        tally.seconds += time.perf_counter() - started
-        return tally
+        self.tally.seconds += time.perf_counter() - started
+        self._check_finite(epoch)
+        return self.tally
+
+    def train_step(self, images: Tensor, labels: Tensor) -> None:
+        """One optimizer step, top to bottom. Nothing here waits for the device."""
+        cfg = self.cfg
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        # lr: the per-iteration schedule already set this step's value in the optimizer
+        # gates: stochastic depth draws from the model's gate stream, seeded by (seed, step): the same on
+        # every rank (DDP gradients agree) and again after a resume
+        seed_gates(self.net, step_seed(cfg.seed, self.step))
+        # forward, in mixed precision on CUDA
+        with self._autocast():
+            outputs = self.model(images)
+            # loss: cross-entropy (label smoothing optional) + aux_weight x each auxiliary head's
+            loss, logits = classification_loss(outputs, labels, self.criterion, cfg.aux_weight)
+        # backward (loss scaled for fp16)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_flow:
+            self.scaler.unscale_(self.optimizer)
+            self.grad_flow.after_backward()
+        # faults: a non-finite loss or gradient is noted on the device; checked at the next log point, and
+        # always before a checkpoint is written (fp16: the scaler itself skips steps with inf gradients)
+        self.finite.record(self.step, loss, None if self.scaler.is_enabled() else grad_norm(self.net.parameters()))
+        # step: the optimizer, then the schedule (per iteration)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        self.batch += 1
+        # metrics: running loss and top-1/top-5 of this epoch, summed on the device
+        self.tally.add(loss, logits.detach(), labels)
+
+    def _show_progress(self, bar) -> None:
+        if not bar.disable:
+            tally = self.tally.percentages()
+            bar.set_postfix(loss=f"{tally['loss']:.3f}", img_s=f"{self.tally.n / max(self.tally.seconds, 1e-9):.0f}")
 
     def evaluate(self) -> dict[str, float]:
         return evaluate(self.net, self.data.test, self._autocast, self.channels_last, self.world)
@@ -409,12 +438,20 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints and faults
 
     def save(self) -> None:
-        """Write last.ckpt atomically (collective under DDP: every rank's RNG state goes in)."""
+        """Write last.ckpt atomically (collective under DDP: every rank's RNG state goes in).
+
+        Never with a non-finite weight: the watch is checked first, then every tensor of the model's state.
+        """
+        self._check_finite(self.epoch if self.batch else self.epoch - 1)
+        model_state = self.net.state_dict()
+        if bad := nonfinite_entries(model_state):  # every rank: DDP keeps their weights equal, so all stop
+            raise NumericalError(f"the weights hold NaN or Inf ({', '.join(bad[:5])}) at step {self.step}"
+                                 f" (epoch {self.epoch + (1 if self.batch else 0)}); {self._last_good()}")
         rngs = distributed.gather_objects(rng_state(self.net), self.world)
         if not self.world.is_main:
             return
         state = {
-            "model": self.net.state_dict(),
+            "model": model_state,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -444,21 +481,37 @@ class Trainer:
         rngs = ckpt["rng"]
         set_rng_state(rngs[self.world.rank] if len(rngs) == self.world.size else rngs[0], self.net)
 
-    def _check_faults(self, loss_value: float, epoch: int) -> int:
-        """Raise on a non-finite loss; return a pending SIGINT/SIGTERM number (0: none).
+    def _last_good(self) -> str:
+        last = self.run_dir / "last.ckpt"
+        return (f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet") + \
+            ". Lower the learning rate, or check the data for NaNs"
 
-        Under DDP both are agreed over all ranks, so every rank stops at the same step.
+    def _check_finite(self, epoch: int) -> None:
+        """Raise NumericalError if any step since the run (re)started had a non-finite loss or gradient.
+
+        A log point: reads the device. Under DDP the processes agree, so every one of them stops.
         """
-        nonfinite, signum = not math.isfinite(loss_value), self.signal or 0
+        first = self.finite.first_bad()
         if self.world.distributed:
-            flags = torch.tensor([nonfinite, signum], dtype=torch.float32, device=self.device)
-            nonfinite, signum = (int(v) for v in distributed.all_reduce(flags, self.world, op="max").tolist())
-        if nonfinite:
-            last = self.run_dir / "last.ckpt"
-            good = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
-            what = f"loss is {loss_value}" if not math.isfinite(loss_value) else "another process's loss is not finite"
-            raise NumericalError(f"{what} at step {self.step} (epoch {epoch + 1}, batch {self.batch + 1}); {good}."
-                                 " Lower the learning rate, or check the data for NaNs")
+            anywhere = distributed.all_reduce(self.finite.flag(), self.world, op="max").item()
+            if anywhere and first is None:
+                raise NumericalError(f"another process's loss is not finite (epoch {epoch + 1}); {self._last_good()}")
+        if first is None:
+            return
+        step, loss, norm = first
+        batch = self.batch - (self.step - step) + 1  # 1-based, within this epoch
+        what = f"loss is {loss}" if not math.isfinite(loss) else f"the gradients are not finite (norm {norm})"
+        raise NumericalError(f"{what} at step {step} (epoch {epoch + 1}, batch {batch}); {self._last_good()}")
+
+    def _pending_signal(self, sync: bool) -> int:
+        """A SIGINT/SIGTERM that arrived (0: none). Under DDP the processes agree on it at log points only
+        (``sync``), so that every one stops at the same step without a collective on every step."""
+        signum = self.signal or 0
+        if self.world.distributed:
+            if not sync:
+                return 0
+            flag = torch.tensor([signum], dtype=torch.float32, device=self.device)
+            signum = int(distributed.all_reduce(flag, self.world, op="max").item())
         return signum
 
     @contextlib.contextmanager

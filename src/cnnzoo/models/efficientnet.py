@@ -98,7 +98,7 @@ class EfficientNet(ImageClassifier):
     Args:
         drop_rate: dropout before the classifier (0.2 for B0, Section 5.2).
         drop_path: drop connect (``create_model`` builds it from ``drop_path_rate``, its largest rate); the
-            paper trains with 0.2 ("survival probability 0.8", set in configs/efficientnet_b0_imagenet.yaml;
+            paper trains with 0.2 ("survival probability 0.8", set in the efficientnet_b0_imagenet recipe;
             torchvision defaults to it). Per sample and inverted unless the spec says otherwise; see the module
             docstring.
     """

@@ -1,0 +1,54 @@
+"""The suite checks what it claims: peer-dependent tests skip one by one (never a whole file), and under CI=true
+a missing peer library or missing development data fails instead of skipping."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+import conftest
+
+
+def test_missing_peer_or_data_skips_locally_and_fails_under_ci(monkeypatch, tmp_path):
+    assert conftest.require_peer("torch") is torch
+    absent = tmp_path / "absent.tar.gz"
+    monkeypatch.setattr(conftest, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="peer library no_such_peer_lib is not installed"):
+        conftest.require_peer("no_such_peer_lib")
+    with pytest.raises(pytest.skip.Exception, match="development data not found"):
+        conftest.require_shared_data(absent)
+    monkeypatch.setattr(conftest, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="no_such_peer_lib .*CI=true"):
+        conftest.require_peer("no_such_peer_lib")
+    with pytest.raises(pytest.fail.Exception, match="absent.tar.gz.*CI=true"):
+        conftest.require_shared_data(absent)
+    absent.write_bytes(b"")
+    assert conftest.require_shared_data(absent) == absent
+
+
+def test_ci_is_read_from_the_environment(monkeypatch):
+    for value, expected in (("true", True), ("1", True), ("false", False), ("", False)):
+        monkeypatch.setenv("CI", value)
+        assert conftest.ci() is expected
+
+
+def test_peers_are_required_through_require_peer():
+    """pytest.importorskip skips even under CI=true: peers go through conftest.require_peer."""
+    offenders = [f"{path.name}:{node.lineno}" for path in sorted(Path(__file__).parent.glob("*.py"))
+                 for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Attribute) and node.attr == "importorskip"]
+    assert not offenders, f"use require_peer instead of pytest.importorskip: {offenders}"
+
+
+def test_no_test_file_skips_as_a_whole():
+    """pytest.importorskip / pytest.skip at module level would hide every test of a file, also those that do
+    not need the peer: use require_peer inside the test."""
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            calls = [c for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
+                     and c.func.attr in ("importorskip", "skip")] if not isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else []
+            offenders += [f"{path.name}:{c.lineno}" for c in calls]
+    assert not offenders, f"module-level skips: {offenders}"
