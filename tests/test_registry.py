@@ -45,7 +45,7 @@ def test_torchvision_resnet50_macs_are_exact():
     ("googlenet", {"auxlogits": True},
      "googlenet takes no keyword 'auxlogits' (did you mean 'aux_logits'?); it accepts: aux_logits, dropout,"),
     ("resnet50", {"drop_path_mode": "x"}, "drop_path_mode"),
-    ("resnet50", {"num_classes": 0}, "resnet50: num_classes must be a positive integer, got 0"),
+    ("resnet50", {"num_classes": -1}, "num_classes must be >= 0, got -1"),  # 0 is timm's "no classifier"
 ])
 def test_bad_keywords_are_one_line_value_errors_naming_what_is_accepted(name, kwargs, message):
     with pytest.raises(ValueError) as info:

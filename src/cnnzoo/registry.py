@@ -230,7 +230,7 @@ def create_model(
         raise ValueError("global_pool='' leaves the feature map unpooled: it needs num_classes=0")
     in_chans = cfg.in_chans if in_chans is None else in_chans
     kwargs = drop_path_from_keywords(kwargs)
-    check_keywords(name, {"num_classes": num_classes, "in_chans": in_chans, **kwargs})
+    check_keywords(name, {"num_classes": num_classes or cfg.num_classes, "in_chans": in_chans, **kwargs})  # 0: no head
     try:
         # num_classes=0 builds the usual head, then removes it (after any weights are loaded)
         model = builder(num_classes=num_classes or cfg.num_classes, in_chans=in_chans, **kwargs)
