@@ -96,7 +96,7 @@ def info_lines(name: str, input_size: int | None = None, drop_path_rate: float =
     lines.append(f"  {'depth':<13}{tr.total.depth} weight layers on the longest path")
     for label, err in (("top-1 error", cfg.top1_err), ("top-5 error", cfg.top5_err)):
         if err is not None:
-            lines.append(f"  {label:<13}{'':<16}paper {err}%" + (f"  ({cfg.eval_note})" if cfg.eval_note else ""))
+            lines.append(f"  {label:<13}{'':<16}reference {err}%" + (f"  ({cfg.eval_note})" if cfg.eval_note else ""))
     lines += weights_lines(name)
     if drop_path_rate:
         lines += _stochastic_depth_lines(name, model, macs, drop_path_rate)
