@@ -255,9 +255,7 @@ def create_model(
     if global_pool is not None:
         model.set_global_pool(global_pool)
     if features_only:
-        from .models.base import FeatureNet
-
-        model = FeatureNet(model, out_indices)
+        model = model.feature_net(out_indices)
     return model
 
 

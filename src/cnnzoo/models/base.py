@@ -381,6 +381,10 @@ class ImageClassifier(nn.Module):
                 del module.forward
         self.grad_checkpointing = enable
 
+    def feature_net(self, out_indices: int | Sequence[int] | None = None) -> FeatureNet:
+        """This model as a ``FeatureNet`` (what ``create_model(..., features_only=True)`` returns)."""
+        return FeatureNet(self, out_indices)
+
 
 class FeatureNet(nn.Module):
     """``create_model(..., features_only=True)``: the model's feature maps at ``out_indices``, as a list.
