@@ -125,3 +125,24 @@ def bad_folder(tmp_path) -> Path:
         path.unlink()
     (root / "val" / "fish").rmdir()
     return root
+
+
+def meta_model(name: str, **kwargs):
+    """A registered model built on the meta device (no memory, no init cost)."""
+    import torch
+
+    import cnnzoo
+
+    with torch.device("meta"):
+        return cnnzoo.create_model(name, **kwargs)
+
+
+def feature_shapes(name: str, size: int, **kwargs):
+    """C x H x W of each ``feature_info`` module's output at ``size`` (one traced pass on the meta device)."""
+    from cnnzoo.analysis.complexity import meta_model as analysis_meta_model
+    from cnnzoo.analysis.complexity import trace
+
+    model = analysis_meta_model(name, **kwargs)
+    names = [info["module"] for info in model.feature_info]
+    shapes = {call.name: call.output_shape[1:] for call in trace(model, size).calls if call.name in names}
+    return [shapes[n] for n in names], model.feature_info

@@ -7,25 +7,11 @@ from peers import assert_same_logits, randomize_batchnorm
 
 import cnnzoo
 from cnnzoo.analysis import count_macs, count_params
-from cnnzoo.analysis.complexity import meta_model as analysis_meta_model
-from cnnzoo.analysis.complexity import trace
 from cnnzoo.cli import main
 from cnnzoo.engine.trainer import classification_loss
+from cnnzoo.analysis.complexity import meta_model as analysis_meta_model
 from cnnzoo.models.inception_v3 import InceptionA, InceptionC, InceptionE, InceptionV3Outputs
-from conftest import require_peer
-
-
-def meta_model(name, **kwargs):
-    with torch.device("meta"):
-        return cnnzoo.create_model(name, **kwargs)
-
-
-def feature_shapes(name, size, **kwargs):
-    """C x H x W of each ``feature_info`` module's output at ``size`` (one traced pass on the meta device)."""
-    model = analysis_meta_model(name, **kwargs)
-    names = [info["module"] for info in model.feature_info]
-    shapes = {call.name: call.output_shape[1:] for call in trace(model, size).calls if call.name in names}
-    return [shapes[n] for n in names], model.feature_info
+from conftest import feature_shapes, meta_model, require_peer
 
 
 def test_release_layout_3_4_2_modules_and_the_grids_of_table_1():

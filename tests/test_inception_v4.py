@@ -4,25 +4,10 @@ from peers import assert_same_logits
 
 import cnnzoo
 from cnnzoo.analysis import count_macs, count_params
-from cnnzoo.analysis.complexity import meta_model as analysis_meta_model
-from cnnzoo.analysis.complexity import trace
 from cnnzoo.layers import ConvBnAct
 from cnnzoo.models.inception_resnet import mixed_6a
 from cnnzoo.models.inception_v4 import DEPTHS, TABLE_1, InceptionC, reduction_a
-from conftest import require_peer
-
-
-def meta_model(name, **kwargs):
-    with torch.device("meta"):
-        return cnnzoo.create_model(name, **kwargs)
-
-
-def feature_shapes(name, size, **kwargs):
-    """C x H x W of each ``feature_info`` module's output at ``size`` (one traced pass on the meta device)."""
-    model = analysis_meta_model(name, **kwargs)
-    names = [info["module"] for info in model.feature_info]
-    shapes = {call.name: call.output_shape[1:] for call in trace(model, size).calls if call.name in names}
-    return [shapes[n] for n in names], model.feature_info
+from conftest import feature_shapes, meta_model, require_peer
 
 
 def test_figure_9_grids_and_feature_info():
