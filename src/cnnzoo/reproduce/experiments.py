@@ -83,11 +83,11 @@ _add(Experiment(
     expect_lower=("stochastic depth",),
     scales={
         "smoke": _smoke(model="resnet20", grad_flow=True, epochs=2),
-        "cpu": Scale("ResNet-56 instead of ResNet-110, 20,000 of the 50,000 training images, 16 epochs instead of "
+        "cpu": Scale("ResNet-56 instead of ResNet-110, 10,000 of the 50,000 training images, 16 epochs instead of "
                      "500 (lr x0.1 at epochs 8 and 12, the paper's 50%/75% points), 2,000 test images",
-                     "~55 min on 2 cores", dict(_CIFAR_CPU, model="resnet56", epochs=16, lr=0.1, milestones=[8, 12],
+                     "~25 min on 2 cores", dict(_CIFAR_CPU, model="resnet56", epochs=16, lr=0.1, milestones=[8, 12],
                                                 grad_flow=True),
-                     train_images=20_000, test_images=2_000),
+                     train_images=10_000, test_images=2_000),
         "paper": Scale("nothing: the paper's recipe (500 epochs, lr 0.1, x0.1 at 250 and 375, batch 128)",
                        "~1 GPU-day per arm", dict(_CIFAR_CPU, model="resnet110", epochs=500, lr=0.1,
                                                    milestones=[250, 375], grad_flow=True, eval_every=10)),
@@ -109,7 +109,7 @@ _add(Experiment(
         "smoke": _smoke(img_size=71),
         "cpu": Scale("CIFAR-10 upsampled to 71x71 (the smallest input Xception takes) instead of ImageNet at 299, "
                      "4,000 training images, 4 epochs, SGD instead of the paper's schedule",
-                     "~60 min on 2 cores", dict(_CIFAR_CPU, img_size=71, epochs=4, lr=0.045, batch_size=32,
+                     "~25 min on 2 cores", dict(_CIFAR_CPU, img_size=71, epochs=4, lr=0.045, batch_size=32,
                                                 milestones=[3], weight_decay=1e-5, eval_every=1),
                      train_images=4_000, test_images=1_000),
         "paper": Scale("nothing: ImageNet at 299, SGD momentum 0.9, lr 0.045 x0.94 every 2 epochs",
@@ -135,8 +135,8 @@ _add(Experiment(
     scales={
         "smoke": _smoke(img_size=75),
         "cpu": Scale("stage B only, CIFAR-10 upsampled to 75x75 instead of ImageNet at 299, 2,000 training images, "
-                     "2 epochs per arm (seven arms)", "~60 min on 2 cores",
-                     dict(_CIFAR_CPU, img_size=75, epochs=2, lr=0.02, batch_size=32, milestones=[], eval_every=1),
+                     "3 epochs per arm (seven arms)", "~15 min on 2 cores",
+                     dict(_CIFAR_CPU, img_size=75, epochs=3, lr=0.02, batch_size=32, milestones=[], eval_every=1),
                      train_images=2_000, test_images=500),
         "paper": Scale("nothing: ImageNet, RMSProp (decay 0.9, eps 1.0), stages A, B and C",
                        "weeks of GPU time", dict(epochs=50, optimizer="rmsprop_tf", lr=0.45, batch_size=512)),
@@ -158,10 +158,10 @@ _add(Experiment(
     expect_lower=("insertion",),
     scales={
         "smoke": _smoke(img_size=75),
-        "cpu": Scale("6-12-6 from a 3-6-3 trained for the same budget, CIFAR-10 at 75x75, 2,000 images, 2 epochs",
-                     "~60 min on 2 cores", dict(_CIFAR_CPU, img_size=75, epochs=2, lr=0.02, batch_size=32,
+        "cpu": Scale("6-12-6 from a 3-6-3 trained for the same budget, CIFAR-10 at 75x75, 3,000 images, 3 epochs",
+                     "~10 min on 2 cores", dict(_CIFAR_CPU, img_size=75, epochs=3, lr=0.02, batch_size=32,
                                                 milestones=[], eval_every=1),
-                     train_images=2_000, test_images=500),
+                     train_images=3_000, test_images=500),
         "paper": Scale("nothing: ImageNet, the Very Deep PolyNet from the 6-12-6", "weeks of GPU time",
                        dict(epochs=50, optimizer="rmsprop_tf", lr=0.45, batch_size=512)),
     },
@@ -183,7 +183,7 @@ _add(Experiment(
         "smoke": _smoke(img_size=96),
         "cpu": Scale("GoogLeNet in the released layout (batch norm, adaptive pools in the auxiliary heads), CIFAR-10 "
                      "upsampled to 96x96 instead of ImageNet at 224, 5,000 training images, 4 epochs",
-                     "~60 min on 2 cores", dict(_CIFAR_CPU, img_size=96, epochs=4, lr=0.01, batch_size=32,
+                     "~10 min on 2 cores", dict(_CIFAR_CPU, img_size=96, epochs=4, lr=0.01, batch_size=32,
                                                 milestones=[3], eval_every=1),
                      train_images=5_000, test_images=1_000, seeds=(0,)),
         "paper": Scale("the released layout (batch norm) instead of the paper's; ImageNet, SGD momentum 0.9, "
