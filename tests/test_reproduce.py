@@ -46,9 +46,20 @@ def test_smoke_scale_writes_the_report_folder(name, tmp_path):
     for figure in ("curves.png", "bars.png"):
         assert (out / figure).stat().st_size > 5_000
     assert exp.claim in report and "Scale: `smoke`" in report and "pipeline check" in report
+    if exp.paper_order:
+        assert f"The paper: {exp.paper_order}." in report and "Ranking, lowest test error first" in report
     if name == "stochastic-depth":
         assert "Training time, stochastic / constant depth" in report and (out / "grad_flow.png").is_file()
         assert "E[L~] = 6.50 of 9" in report  # ResNet-20: sum of p_l = 1 - l/9 * 0.5
+
+
+def test_ranking_orders_arms_by_mean_error_at_the_first_or_last_evaluation():
+    from cnnzoo.reproduce.report import ranking
+
+    results = {"a": [{"test_errors": [50.0, 30.0]}, {"test_errors": [40.0, 32.0]}],  # means 45, 31
+               "b": [{"test_errors": [44.0, 35.0]}], "c": [{"test_errors": [60.0, 20.0]}]}
+    assert ranking(results, "last") == "c (20.00%) < a (31.00%) < b (35.00%)"
+    assert ranking(results, "first") == "b (44.00%) < a (45.00%) < c (60.00%)"
 
 
 def test_a_finished_arm_is_read_not_retrained(tmp_path):

@@ -17,8 +17,8 @@ from .experiments import Experiment, Scale
 # The overview's networks, in the order the field built them (those registered are shown); the ResNets in
 # the paper's layout, the one its errors were measured on.
 OVERVIEW_MODELS = ("alexnet", "vgg16", "vgg19", "googlenet", "inception_v3", "resnet50_paper", "resnet101_paper",
-                   "resnet152_paper", "squeezenet1_0", "xception", "inception_v4", "inception_resnet_v2", "densenet121", "densenet169",
-                   "densenet201", "densenet264", "resnext50_32x4d", "polynet", "mobilenet_v1", "shufflenet_v1_g3",
+                   "resnet152_paper", "squeezenet1_0", "xception", "inception_v4", "inception_resnet_v2",
+                   "densenet121", "densenet169", "densenet201", "densenet264", "resnext50_32x4d", "polynet", "mobilenet_v1", "shufflenet_v1_g3",
                    "efficientnet_b0")
 YEAR = {"alexnet": 2012}  # papers without an arXiv id; the others' year is their id's first two digits
 
@@ -49,6 +49,13 @@ def verdict(exp: Experiment, scale: str, results: dict[str, list[dict[str, Any]]
     if gain < -2 * noise and len(ours) > 1:
         return "contradicted", f"{-gain:.2f} points higher than {exp.baseline} over {len(ours)} seeds"
     return "not at this scale", f"{gain:+.2f} points against {exp.baseline}, within the noise of a reduced run"
+
+
+def ranking(results: dict[str, list[dict[str, Any]]], which: str) -> str:
+    """The arms from lowest to highest mean test error, at the ``last`` or ``first`` evaluation."""
+    pick = (lambda r: r["test_errors"][-1]) if which == "last" else (lambda r: r["test_errors"][0])
+    means = sorted((_mean([pick(r) for r in runs]), arm) for arm, runs in results.items())
+    return " < ".join(f"{arm} ({err:.2f}%)" for err, arm in means)
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -102,12 +109,15 @@ def _stochastic_depth_extras(exp: Experiment, scale: str, sc: Scale, results: di
     from ..layers import StochasticDepth
 
     const, sd = (results[a] for a in exp.arms)
-    ratio = _mean([r["train_seconds"] for r in sd]) / _mean([r["train_seconds"] for r in const])
+    # the median epoch: robust to other work that shared the machine for a few epochs of one arm
+    ratio = (statistics.median(t for r in sd for t in r["epoch_seconds"])
+             / statistics.median(t for r in const for t in r["epoch_seconds"]))
+    total = _mean([r["train_seconds"] for r in sd]) / _mean([r["train_seconds"] for r in const])
     model = meta_model(sc.overrides["model"], drop_path_rate=0.5)
     probs = [m.survival_prob for m in model.modules() if isinstance(m, StochasticDepth)]
     time_verdict = "pipeline check" if scale == "smoke" else "reproduced" if ratio < 0.9 else "not at this scale"
-    lines = [f"- Training time, stochastic / constant depth: **{ratio:.3f}** (paper: 60 s / 75 s = 0.80 per epoch; "
-             f"{time_verdict}).",
+    lines = [f"- Training time, stochastic / constant depth: **{ratio:.3f}** per epoch (median epochs; whole runs "
+             f"{total:.3f}) (paper: 60 s / 75 s = 0.80 per epoch; {time_verdict}).",
              f"- Expected depth E[L~] = {sum(probs):.2f} of {len(probs)} residual blocks "
              f"({sum(probs) / len(probs):.1%}; the paper: about 3L/4)."]
     csvs = [(arm, r["grad_flow"]) for arm in exp.arms for r in results[arm][:1] if r["grad_flow"]]
@@ -132,7 +142,8 @@ def write_report(out: Path, exp: Experiment, scale: str, sc: Scale, results: dic
         v = verdicts.get(arm, ("baseline" if arm == exp.baseline else "", ""))[0]
         paper = f"{exp.paper_error[arm]:.2f}" if arm in exp.paper_error else "-"
         rows.append(f"| {arm} | {paper} | {_fmt([r['test_error'] for r in runs])} | "
-                    f"{_fmt([r['best_test_error'] for r in runs])} | {_fmt([r['train_seconds'] for r in runs])} | {v} |")
+                    f"{_fmt([r['best_test_error'] for r in runs])} | {_fmt([r['train_seconds'] for r in runs])} | "
+                    f"{v} |")
     seeds = ", ".join(str(s) for s in sc.seeds)
     text = "\n".join([
         f"# {exp.name}", "",
@@ -142,15 +153,18 @@ def write_report(out: Path, exp: Experiment, scale: str, sc: Scale, results: dic
         f"## Paper vs ours ({scale} scale)", "",
         *rows, "",
         *(f"- {arm}: **{v}**: {why}." for arm, (v, why) in verdicts.items() if arm in results),
-        *extras, "",
+        *extras,
+        *([f"- Ranking, lowest test error first, at the end: {ranking(results, 'last')}; at the first evaluation: "
+           f"{ranking(results, 'first')}. The paper: {exp.paper_order}."] if exp.paper_order else []), "",
         "![test error per epoch](curves.png)", "", "![paper vs measured](bars.png)", "",
         *(["![gradient flow](grad_flow.png)", ""] if (out / "grad_flow.png").is_file() else []),
         "## How this was run", "",
         f"- Scale: `{scale}`. Reduced: {sc.reduced}.",
         f"- Command: `{command}`",
         f"- Seeds: {seeds}; config per arm: {', '.join(f'`{k}={v}`' for k, v in sc.overrides.items())}.",
-        f"- Machine: {machine}. Wall time of this invocation: {seconds / 60:.1f} min "
-        "(runs finished earlier are read, not retrained).",
+        f"- Machine: {machine}. Training time of all runs: "
+        f"{sum(r['train_seconds'] for runs in results.values() for r in runs) / 60:.1f} min; wall time of this "
+        f"invocation: {seconds / 60:.1f} min (runs finished earlier are read, not retrained).",
         "- Per-run metrics: `metrics-ARM-seedS.csv`; everything above as data: `results.json`.", ""])
     atomic_write(out / "report.md", lambda f: f.write(text.encode()))
     summary = {"experiment": exp.name, "scale": scale, "command": command, "machine": machine,
@@ -220,7 +234,8 @@ def write_index(root: Path) -> Path:
             continue
         exp = EXPERIMENTS[results["experiment"]]
         paper = "; ".join(f"{arm} {err}%" for arm, err in results["paper_error"].items()) or exp.figure
-        ours = "; ".join(f"{arm} {_mean([r['test_error'] for r in runs]):.2f}%" for arm, runs in results["arms"].items())
+        ours = "; ".join(f"{arm} {_mean([r['test_error'] for r in runs]):.2f}%"
+                         for arm, runs in results["arms"].items())
         verdicts = "; ".join(f"{arm}: {v['verdict']}" for arm, v in results["verdicts"].items())
         rows.append(f"| [{exp.name}]({path.parent.name}/report.md) | {results['scale']} | {exp.claim} | {paper} | "
                     f"{ours} | {verdicts} |")

@@ -144,6 +144,7 @@ def _measure(run_dir: Path, seed: int) -> dict[str, Any]:
         "test_error": 100.0 - tested[-1]["test_top1"],
         "best_test_error": 100.0 - max(r["test_top1"] for r in tested),
         "train_seconds": sum(r["epoch_seconds"] or 0.0 for r in rows),
+        "epoch_seconds": [r["epoch_seconds"] or 0.0 for r in rows],
         "epochs": [int(r["epoch"]) for r in tested],
         "test_errors": [100.0 - r["test_top1"] for r in tested],
         "grad_flow": str(run_dir / "grad_flow.csv") if (run_dir / "grad_flow.csv").is_file() else None,
