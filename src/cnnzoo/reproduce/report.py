@@ -18,8 +18,8 @@ from .experiments import Experiment, Scale
 # the paper's layout, the one its errors were measured on.
 OVERVIEW_MODELS = ("alexnet", "vgg16", "vgg19", "googlenet", "inception_v3", "resnet50_paper", "resnet101_paper",
                    "resnet152_paper", "squeezenet1_0", "xception", "inception_v4", "inception_resnet_v2",
-                   "densenet121", "densenet169", "densenet201", "densenet264", "resnext50_32x4d", "polynet", "mobilenet_v1", "shufflenet_v1_g3",
-                   "efficientnet_b0")
+                   "densenet121", "densenet169", "densenet201", "densenet264", "resnext50_32x4d", "polynet",
+                   "mobilenet_v1", "shufflenet_v1_g3", "efficientnet_b0")
 YEAR = {"alexnet": 2012}  # papers without an arXiv id; the others' year is their id's first two digits
 
 
