@@ -135,7 +135,7 @@ def test_traced_and_hooked_outputs_equal_the_model(name):
         assert all(torch.equal(a, b) for a, b in zip(extractor.eval()(x), maps))
 
 
-@pytest.mark.parametrize("name", ["resnet20", "densenet_bc_100_12"])
+@pytest.mark.parametrize("name", ["resnet20", "densenet_bc_100_12", "googlenet_bn"])
 def test_grad_checkpointing_changes_nothing_but_memory(name):
     torch.manual_seed(0)
     plain = cnnzoo.create_model(name, num_classes=4).train()
@@ -143,7 +143,11 @@ def test_grad_checkpointing_changes_nothing_but_memory(name):
     ckpt.load_state_dict(plain.state_dict())
     ckpt.set_grad_checkpointing()
     x = torch.randn(2, 3, 32, 32)
-    out, out_ckpt = plain(x), ckpt(x)
+    # the same dropout masks on both sides (GoogLeNet's head drops 40 %); the recomputation replays them
+    torch.manual_seed(1)
+    out = plain(x)
+    torch.manual_seed(1)
+    out_ckpt = ckpt(x)
     out.square().sum().backward()
     out_ckpt.square().sum().backward()
     assert torch.allclose(out, out_ckpt, atol=1e-6)
