@@ -13,19 +13,25 @@ huggingface/pytorch-image-models at the installed timm's version)::
 
     PYTHONPATH=src python benchmarks/timm_suite.py /path/to/pytorch-image-models/tests/test_models.py [-x] [-k ...]
 
+``--fill-cache`` first fills a temporary torch.hub and Hugging Face cache with
+every published file cnnzoo knows, each a randomly initialised peer model saved
+under its release's file name (weights cannot be downloaded here), so that
+timm's pretrained-loading tests run offline instead of failing on the network.
 Extra arguments go to pytest. The pass/fail counts are pytest's last line;
 the recorded run is in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import cnnzoo
-from cnnzoo import layers, registry
+from cnnzoo import hub, layers, registry
 
 DESELECT = "not torchscript and not naflexvit and not gemma4"
 
@@ -53,10 +59,29 @@ def route_timm_to_cnnzoo() -> None:
                 setattr(module, name, fn)
 
 
+def fill_cache(root: Path) -> None:
+    """torch.hub's and Hugging Face's caches under ``root``, holding every tag's file (a random peer model's)."""
+    os.environ.update(TORCH_HOME=str(root / "torch"), HF_HUB_CACHE=str(root / "hf"), CNNZOO_OFFLINE="1")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from peers import cache_weights, weights_peer
+
+    tags = hub.list_pretrained()
+    for tag in tags:
+        cfg = hub.get_pretrained_cfg(tag)
+        cache_weights(cfg, weights_peer(cfg).state_dict())
+    print(f"cache filled with {len(tags)} files under {root}", flush=True)
+
+
 def main(argv: list[str]) -> int:
+    fill = "--fill-cache" in argv
+    argv = [a for a in argv if a != "--fill-cache"]
     if not argv or not Path(argv[0]).is_file():
-        print("usage: timm_suite.py PATH/TO/pytorch-image-models/tests/test_models.py [pytest args]", file=sys.stderr)
+        print("usage: timm_suite.py PATH/TO/pytorch-image-models/tests/test_models.py [--fill-cache] [pytest args]",
+              file=sys.stderr)
         return 2
+    if fill:
+        cache = tempfile.TemporaryDirectory(prefix="timm-suite-cache-")
+        fill_cache(Path(cache.name))
     route_timm_to_cnnzoo()
     print(f"cnnzoo {cnnzoo.__version__}: {len(cnnzoo.list_models())} models", flush=True)
     test_file, extra = argv[0], list(argv[1:])

@@ -1,8 +1,18 @@
-"""Equivalence with peer libraries: our model, loaded from a peer model's state dict, gives the peer's logits."""
+"""Equivalence with peer libraries: our model, loaded from a peer model's state dict, gives the peer's logits.
+
+Also the peers' weight files as their caches hold them (``weights_peer``, ``cache_weights``): weights cannot be
+downloaded here, so tests (and ``benchmarks/timm_suite.py --fill-cache``) save a randomly initialised peer
+model under the file name its release has.
+"""
+
+import functools
+from pathlib import Path
 
 import torch
 
 import cnnzoo
+from cnnzoo import hub
+from conftest import require_peer
 
 
 def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -33,3 +43,46 @@ def assert_same_logits(name: str, peer: torch.nn.Module, size: int, batch: int =
         expected, got = peer(x), ours(x)
     assert expected.abs().max() > 1e-2, "logits too small to show a difference"
     assert (got - expected).abs().max() <= tol
+
+
+@functools.cache
+def torchvision_weights() -> dict:
+    """torchvision's published files by URL: (builder name, weights enum entry)."""
+    torchvision = require_peer("torchvision")
+    return {w.url: (name, w) for name in torchvision.models.list_models(torchvision.models)
+            for w in torchvision.models.get_model_weights(name)}
+
+
+def weights_peer(cfg: hub.PretrainedCfg) -> torch.nn.Module:
+    """A randomly initialised model of the library that publishes ``cfg``'s file, built as that file was saved."""
+    if cfg.source == "torchvision":
+        torchvision = require_peer("torchvision")
+        builder, _ = torchvision_weights()[cfg.url]
+        # GoogLeNet's and Inception-v3's files hold their auxiliary heads; PyTorch's init (not torchvision's
+        # small truncated normal) gives logits large enough to show a wrong tensor.
+        kwargs = dict(aux_logits=True, init_weights=False) if builder in ("googlenet", "inception_v3") else {}
+        return torchvision.models.get_model(builder, **kwargs)
+    if cfg.source == "timm":
+        timm = require_peer("timm")
+        return timm.create_model(cfg.hf_hub_id.split("/")[1].partition(".")[0])
+    polynet = require_peer("pretrainedmodels.models.polynet")
+    return polynet.PolyNet()
+
+
+def cache_weights(cfg: hub.PretrainedCfg, state_dict: dict) -> None:
+    """``state_dict`` saved where a download of ``cfg`` would have put it: the Hugging Face cache as
+    huggingface_hub lays it out (refs/main names the snapshot) for a file on the Hub, else torch.hub's folder."""
+    if not cfg.hf_hub_id:
+        hub.checkpoints_dir().mkdir(parents=True, exist_ok=True)
+        torch.save(state_dict, hub.checkpoints_dir() / cfg.file)
+        return
+    safetensors_torch = require_peer("safetensors.torch")
+    huggingface_hub = require_peer("huggingface_hub")
+    repo = Path(huggingface_hub.constants.HF_HUB_CACHE, "models--" + cfg.hf_hub_id.replace("/", "--"))
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    safetensors_torch.save_file({k: v.contiguous().clone() for k, v in state_dict.items()},
+                                str(snapshot / "model.safetensors"))

@@ -5,9 +5,7 @@ Face cache): a peer model with random weights saved under the file name its rele
 not registered yet (a family still being written) is skipped with that reason.
 """
 
-import functools
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +15,7 @@ from cnnzoo import hub
 from cnnzoo.cli import main
 from cnnzoo.weights import _converter, _fit_to_model, adapt_input_conv, check_state_dict
 from conftest import require_peer, write_image
-from peers import randomize_batchnorm
+from peers import cache_weights, randomize_batchnorm, torchvision_weights, weights_peer
 
 ALL_TAGS = hub.list_pretrained()
 
@@ -40,49 +38,6 @@ def _registered(cfg: hub.PretrainedCfg) -> None:
         pytest.skip(f"{cfg.architecture} is not registered in this tree yet (its family arrives with its weights)")
 
 
-@functools.cache
-def _torchvision_weights() -> dict:
-    """torchvision's published files by URL: (builder name, weights enum entry)."""
-    torchvision = require_peer("torchvision")
-    return {w.url: (name, w) for name in torchvision.models.list_models(torchvision.models)
-            for w in torchvision.models.get_model_weights(name)}
-
-
-def _peer(cfg: hub.PretrainedCfg) -> torch.nn.Module:
-    """A randomly initialised model of the library that publishes ``cfg``'s file, built as that file was saved."""
-    if cfg.source == "torchvision":
-        torchvision = require_peer("torchvision")
-        builder, _ = _torchvision_weights()[cfg.url]
-        # GoogLeNet's and Inception-v3's files hold their auxiliary heads; PyTorch's init (not torchvision's
-        # small truncated normal) gives logits large enough to show a wrong tensor.
-        kwargs = dict(aux_logits=True, init_weights=False) if builder in ("googlenet", "inception_v3") else {}
-        return torchvision.models.get_model(builder, **kwargs)
-    if cfg.source == "timm":
-        timm = require_peer("timm")
-        return timm.create_model(cfg.hf_hub_id.split("/")[1].partition(".")[0])
-    polynet = require_peer("pretrainedmodels.models.polynet")
-    return polynet.PolyNet()
-
-
-def _save_url_file(cfg: hub.PretrainedCfg, state_dict: dict) -> None:
-    hub.checkpoints_dir().mkdir(parents=True, exist_ok=True)
-    torch.save(state_dict, hub.checkpoints_dir() / cfg.file)
-
-
-def _save_hub_file(cfg: hub.PretrainedCfg, state_dict: dict) -> None:
-    """The Hugging Face cache as huggingface_hub lays it out: refs/main names the snapshot holding the file."""
-    safetensors_torch = require_peer("safetensors.torch")
-    huggingface_hub = require_peer("huggingface_hub")
-    repo = Path(huggingface_hub.constants.HF_HUB_CACHE, "models--" + cfg.hf_hub_id.replace("/", "--"))
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-    safetensors_torch.save_file({k: v.contiguous().clone() for k, v in state_dict.items()},
-                                str(snapshot / "model.safetensors"))
-
-
 # ---- the table: every tag against its publisher's own metadata, and its layout against our model -----------------
 
 @pytest.mark.parametrize("name", ALL_TAGS)
@@ -90,7 +45,7 @@ def test_table_matches_the_publishers_metadata(name):
     cfg = hub.get_pretrained_cfg(name)
     assert cfg.num_classes == 1000 and cfg.label_set == "imagenet-1k" and cfg.crop_mode == "center"
     if cfg.source == "torchvision":
-        _, weights = _torchvision_weights()[cfg.url]  # a KeyError: a URL torchvision does not publish
+        _, weights = torchvision_weights()[cfg.url]  # a KeyError: a URL torchvision does not publish
         metrics = weights.meta["_metrics"]["ImageNet-1K"]
         assert (cfg.top1, cfg.top5) == (metrics["acc@1"], metrics["acc@5"])
         preset = weights.transforms()
@@ -118,7 +73,7 @@ def test_file_layout_fits_our_model(name):
     cfg = hub.get_pretrained_cfg(name)
     _registered(cfg)
     with torch.device("meta"):
-        peer, ours = _peer(cfg), cnnzoo.create_model(cfg.architecture)
+        peer, ours = weights_peer(cfg), cnnzoo.create_model(cfg.architecture)
     state_dict = _converter(ours, cfg.source)(dict(peer.state_dict()))
     kept = set(state_dict)
     assert _fit_to_model(ours, state_dict, 3, 1000) == []  # nothing adapted at 3 channels, 1000 classes
@@ -137,8 +92,8 @@ def test_pretrained_gives_the_peers_logits_offline(caches, name):
     cfg = hub.get_pretrained_cfg(name)
     _registered(cfg)
     torch.manual_seed(0)
-    peer = randomize_batchnorm(_peer(cfg)).eval()
-    (_save_url_file if cfg.url else _save_hub_file)(cfg, peer.state_dict())
+    peer = randomize_batchnorm(weights_peer(cfg)).eval()
+    cache_weights(cfg, peer.state_dict())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to adapt
         ours = cnnzoo.create_model(name.partition(".")[0], pretrained=True).eval()
@@ -156,7 +111,7 @@ def test_hub_weights_come_from_the_hugging_face_cache(caches):
     timm = require_peer("timm")
     torch.manual_seed(0)
     peer = randomize_batchnorm(timm.create_model("legacy_xception")).eval()
-    _save_hub_file(cfg, peer.state_dict())
+    cache_weights(cfg, peer.state_dict())
     ours = cnnzoo.create_model("xception.tf_in1k", pretrained=True).eval()
     assert not hub.checkpoints_dir().exists()  # read where it is, not copied into torch.hub's folder
     x = torch.randn(1, 3, 64, 64)
@@ -168,7 +123,7 @@ def test_torchvision_reads_the_same_file_so_nothing_is_stored_twice(caches):
     torchvision = require_peer("torchvision")
     state = torchvision.models.resnet18().state_dict()
     cfg = hub.get_pretrained_cfg("resnet18")
-    _save_url_file(cfg, state)
+    cache_weights(cfg, state)
     ours = cnnzoo.create_model("resnet18", pretrained=True)
     theirs = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)  # offline: cached
     assert torch.equal(theirs["conv1.weight"], state["conv1.weight"])
@@ -235,7 +190,7 @@ def resnet18_file(caches):
     torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     peer = randomize_batchnorm(torchvision.models.resnet18()).eval()
-    _save_url_file(hub.get_pretrained_cfg("resnet18"), peer.state_dict())
+    cache_weights(hub.get_pretrained_cfg("resnet18"), peer.state_dict())
     return peer
 
 
