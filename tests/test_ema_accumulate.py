@@ -1,6 +1,7 @@
 """Two recipe pieces of the trainer: Polyak averaging of the weights (``ema_decay``) and gradient accumulation
 (``accumulate``)."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from torch import nn
 
 from cnnzoo.engine import ConfigError, Interrupted, evaluate_checkpoint, load_checkpoint, load_config, train
 from cnnzoo.engine import trainer as trainer_module
+from cnnzoo.engine.distributed import World
 from cnnzoo.engine.ema import WeightAverage
 from cnnzoo.engine.metrics import COLUMNS, read_metrics
 from cnnzoo.engine.trainer import Trainer, load_trained, step_seed
@@ -269,6 +271,37 @@ def test_out_of_range_values_are_one_line_config_errors(key, value, valid):
 
 
 # ----------------------------------------------------------------- DDP
+
+class SyncRecorder(nn.Module):
+    """Stands in for DistributedDataParallel: records, for each forward, whether it ran inside ``no_sync``."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.local, self.forwards = net, False, []
+
+    def forward(self, x):
+        self.forwards.append("local" if self.local else "all-reduce")
+        return self.net(x)
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        self.local = True
+        try:
+            yield
+        finally:
+            self.local = False
+
+
+def test_under_ddp_only_the_last_batch_of_a_step_all_reduces(tmp_path, one_thread):
+    trainer = Trainer(config(tmp_path, name="run", accumulate=3, batch_size=8), data=synthetic(batch_size=8))
+    trainer.world, trainer.model = World(size=2), SyncRecorder(trainer.net)
+    trainer.model.train()
+    batches = trainer.data.train.epoch(0)
+    for _ in range(2):
+        trainer.train_step([next(batches) for _ in range(3)])
+    assert trainer.model.forwards == ["local", "local", "all-reduce"] * 2
+
+
 
 @pytest.mark.heavy
 def test_two_process_gloo_accumulation_and_average_equal_one_process(tmp_path):

@@ -66,7 +66,7 @@ class TrainConfig:
     rmsprop_eps: float = 1.0  # RMSProp epsilon (1.0 in the Inception-v3/v4 and PolyNet training)
     label_smoothing: float = 0.0  # cross-entropy label smoothing (0.1 in Inception-v3); 0 = off
     aux_weight: float = 0.3  # weight of each auxiliary head's loss (GoogLeNet: 0.3)
-    ema_decay: float = 0.0  # Polyak averaging of the weights, evaluated beside them (Inception-v3: 0.9999); 0 = off
+    ema_decay: float = 0.0  # Polyak average of the weights and BN statistics, also evaluated (e.g. 0.9999); 0 = off
 
     # --- learning-rate schedule (see cnnzoo.engine.optim.Schedule)
     schedule: Literal["constant", "step", "multistep", "exponential", "cosine", "linear"] = "cosine"  # after warmup

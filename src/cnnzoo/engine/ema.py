@@ -1,8 +1,9 @@
 """Polyak averaging: an exponential moving average of a model's weights, kept beside the trained model.
 
-Inception-v3 (arXiv 1512.00567, section 8) evaluated "a running average of
-the parameters computed over time" rather than the last weights (Google's
-TensorFlow Inception training used decay 0.9999).
+GoogLeNet (arXiv 1409.4842) took its final model from Polyak averaging,
+Inception-v3 (arXiv 1512.00567, section 8) and Xception (arXiv 1610.02357)
+evaluated a running average of the weights rather than the last ones
+(Google's TensorFlow Inception training used decay 0.9999).
 After every optimizer step each averaged tensor e moves towards the model's w::
 
     e = decay * e + (1 - decay) * w        (one fused lerp over all tensors, on the device)
