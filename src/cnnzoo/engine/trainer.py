@@ -502,7 +502,8 @@ class Trainer:
         self._check_finite(self.epoch if self.batch else self.epoch - 1)
         model_state = self.net.state_dict()
         ema_state = self.ema.state_dict() if self.ema else {}
-        if bad := nonfinite_entries({**model_state, **{f"ema:{k}": v for k, v in ema_state.items()}}):  # every rank: DDP keeps their weights equal, so all stop
+        everything = {**model_state, **{f"ema:{k}": v for k, v in ema_state.items()}}  # and the average's
+        if bad := nonfinite_entries(everything):  # every rank: DDP keeps their weights equal, so all stop
             raise NumericalError(f"the weights hold NaN or Inf ({', '.join(bad[:5])}) at step {self.step}"
                                  f" (epoch {self.epoch + (1 if self.batch else 0)}); {self._last_good()}")
         rngs = distributed.gather_objects(rng_state(self.net), self.world)
