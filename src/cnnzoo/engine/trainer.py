@@ -385,6 +385,7 @@ class Trainer:
         Top to bottom; nothing here waits for the device."""
         cfg = self.cfg
         # lr: the per-iteration schedule already set this step's value in the optimizer
+        # gradients: cleared once a step; each batch's backward below adds to them
         self.optimizer.zero_grad(set_to_none=True)
         losses = []
         for i, (images, labels) in enumerate(batches):
