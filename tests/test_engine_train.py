@@ -222,7 +222,7 @@ def test_a_training_step_never_reads_a_value_from_the_device(tmp_path, one_threa
         monkeypatch.setattr(torch.Tensor, method, sync)
     trainer.model.train()
     for _ in range(2):
-        trainer.train_step(images, labels)
+        trainer.train_step([(images, labels)])
     monkeypatch.undo()
     assert trainer.step == 2 and trainer.tally.n == 2 * len(labels)
 
@@ -248,12 +248,12 @@ def test_a_training_step_on_cuda_never_synchronizes(tmp_path):
     trainer = Trainer(config(tmp_path, name="run", device="cuda"), data=synthetic())
     images, labels = (t.cuda() for t in next(iter(trainer.data.train.epoch(0))))
     trainer.model.train()
-    trainer.train_step(images, labels)  # the first step may allocate and set up kernels
+    trainer.train_step([(images, labels)])  # the first step may allocate and set up kernels
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
-            trainer.train_step(images, labels)
+            trainer.train_step([(images, labels)])
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert trainer.step == 4

@@ -55,7 +55,8 @@ class TrainConfig:
 
     # --- optimisation
     epochs: int = 10  # passes over the training set
-    batch_size: int = 64  # global mini-batch, split evenly across DDP processes
+    batch_size: int = 64  # global mini-batch, split evenly across DDP processes (one step: x accumulate)
+    accumulate: int = 1  # sum gradients over this many batches per optimizer step (a batch of k x batch_size)
     optimizer: Literal["sgd", "rmsprop_tf", "rmsprop"] = "sgd"  # rmsprop_tf: eps inside the sqrt (Inception, PolyNet)
     lr: float = 0.1  # peak learning rate (after warmup)
     momentum: float = 0.9  # SGD / RMSProp momentum
@@ -65,6 +66,7 @@ class TrainConfig:
     rmsprop_eps: float = 1.0  # RMSProp epsilon (1.0 in the Inception-v3/v4 and PolyNet training)
     label_smoothing: float = 0.0  # cross-entropy label smoothing (0.1 in Inception-v3); 0 = off
     aux_weight: float = 0.3  # weight of each auxiliary head's loss (GoogLeNet: 0.3)
+    ema_decay: float = 0.0  # Polyak average of the weights and BN statistics, also evaluated (e.g. 0.9999); 0 = off
 
     # --- learning-rate schedule (see cnnzoo.engine.optim.Schedule)
     schedule: Literal["constant", "step", "multistep", "exponential", "cosine", "linear"] = "cosine"  # after warmup
@@ -124,7 +126,7 @@ RANGES: dict[str, Range] = {
     "rmsprop_decay": FRACTION, "rmsprop_eps": ABOVE_0, "label_smoothing": FRACTION, "aux_weight": AT_LEAST_0,
     "step_size": ABOVE_0, "milestones": AT_LEAST_0, "gamma": ABOVE_0, "min_lr": AT_LEAST_0, "warmup": AT_LEAST_0,
     "warmup_start": Range(0, 1), "seed": AT_LEAST_0, "checkpoint_every": AT_LEAST_0, "stop_after": AT_LEAST_0,
-    "eval_every": AT_LEAST_1, "log_every": AT_LEAST_1,
+    "eval_every": AT_LEAST_1, "log_every": AT_LEAST_1, "accumulate": AT_LEAST_1, "ema_decay": FRACTION,
 }
 
 

@@ -15,6 +15,9 @@ from .checkpoint import atomic_write
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5",
            "epoch_seconds", "images_per_s"]
+# The averaged weights' scores (``ema_decay`` > 0): written only by runs that average, so the files of runs
+# that do not (and of older runs) keep the columns above; ``read_metrics`` reads either.
+EMA_COLUMNS = ["ema_test_loss", "ema_test_top1", "ema_test_top5"]
 
 
 @dataclass
@@ -85,14 +88,15 @@ class RunLog:
         """metrics.csv and curves.png from ``history`` (one dict per epoch), the last row to TensorBoard."""
         if self.folder is None or not history:
             return
+        columns = COLUMNS + [k for k in EMA_COLUMNS if any(k in row for row in history)]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, columns, lineterminator="\n")
         writer.writeheader()
         for row in history:
-            writer.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+            writer.writerow({k: _fmt(row.get(k)) for k in columns})
         atomic_write(self.folder / "metrics.csv", lambda f: f.write(buf.getvalue().encode()))
         last = history[-1]
-        self.scalars({f"{k.replace('_', '/', 1)}": last.get(k) for k in COLUMNS[1:]}, step)
+        self.scalars({f"{k.replace('_', '/', 1)}": last.get(k) for k in columns[1:]}, step)
         self._history = history
         if time.monotonic() - self._plotted >= self.plot_every:
             self._plot()
@@ -131,8 +135,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig = Figure(figsize=(10, 4))
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.2)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    for ax, keys, title in ((loss_ax, ("train_loss", "test_loss"), "loss"),
-                            (acc_ax, ("train_top1", "test_top1", "test_top5"), "accuracy %")):
+    for ax, keys, title in ((loss_ax, ("train_loss", "test_loss", "ema_test_loss"), "loss"),
+                            (acc_ax, ("train_top1", "test_top1", "test_top5", "ema_test_top1"), "accuracy %")):
         for key in keys:
             points = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]
             if points:

@@ -4,7 +4,8 @@
 describes, then runs epochs of ``Trainer.train_epoch`` (the loop, top to
 bottom) and ``evaluate``. Its run folder holds ``config.yaml``,
 ``metrics.csv``, TensorBoard events, ``curves.png``, ``last.ckpt`` and
-``best.safetensors``. A run stopped in any way continues exactly with
+``best.safetensors`` (and ``ema.safetensors``, the averaged weights, when
+``ema_decay`` is set). A run stopped in any way continues exactly with
 ``train(cfg, resume=RUN_DIR)``:
 
 - every epoch (and every ``checkpoint_every`` steps) the full state is written
@@ -29,7 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,7 @@ from .checkpoint import (CheckpointError, WriteError, atomic_write, load_checkpo
                          rng_state, save_checkpoint, save_weights, set_rng_state)
 from .config import ConfigError, TrainConfig, load_config, to_yaml
 from .distributed import World
+from .ema import WeightAverage
 from .finite import FiniteWatch, grad_norm, nonfinite_entries
 from .gradflow import GradFlowMonitor, write_grad_flow
 from .metrics import RunLog, Tally, reduce_tally
@@ -94,12 +96,20 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 
 def step_seed(seed: int, step: int) -> int:
-    """The stochastic-depth gate seed of training step ``step``: equal on every rank, and again after a resume.
+    """The stochastic-depth gate seed of training batch ``step`` (counted from the run's start: optimizer steps
+    x ``accumulate`` + the micro-batch within the step, so each micro-batch of a step draws its own gates and
+    without accumulation it is the step): equal on every rank, and again after a resume.
 
     A CPU generator keeps only the low 32 bits of its seed, so the run's seed is mixed into those bits
     (shifted above them, every run would drop the same blocks).
     """
     return (seed * 0x9E3779B1 + step) % 2**32
+
+
+def step_groups(batches: Iterator[Any], accumulate: int, steps: int) -> Iterator[list[Any]]:
+    """The next ``steps`` groups of ``accumulate`` consecutive batches: the batches of one optimizer step each."""
+    for _ in range(steps):
+        yield [next(batches) for _ in range(accumulate)]
 
 
 def classification_loss(outputs: Tensor | tuple[Tensor, ...], labels: Tensor, criterion: nn.Module,
@@ -232,18 +242,27 @@ class Trainer:
         """Optimizer, per-iteration schedule, mixed precision and loss scaling (fp16 only), loss, monitors."""
         cfg = self.cfg
         self.optimizer = build_optimizer(cfg, self.net)
-        self.scheduler = build_scheduler(cfg, self.optimizer, len(self.data.train))
+        # One optimizer step per `accumulate` batches. An epoch's last batches too few to fill a step are left
+        # out (as the loader leaves out a short last batch): k batches of b then step exactly as batches of
+        # k x b would, with the same number of steps per epoch and so the same schedule.
+        self.steps_per_epoch = len(self.data.train) // cfg.accumulate
+        if not self.steps_per_epoch:
+            raise ConfigError(f"accumulate {cfg.accumulate} is more than the {len(self.data.train)} batches of an"
+                              " epoch; lower accumulate or batch_size")
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.amp = amp_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.grad_flow = GradFlowMonitor(self.net) if cfg.grad_flow else None
         self.finite = FiniteWatch(self.device)
+        # Polyak averaging of the weights (of the model itself, not its DDP or compiled wrapper)
+        self.ema = WeightAverage(self.net, cfg.ema_decay) if cfg.ema_decay else None
 
     def _reset_position(self) -> None:
         """Position and history at the start of a run (what a checkpoint restores)."""
         self.epoch = 0  # epochs completed
-        self.step = 0  # optimizer steps taken
-        self.batch = 0  # batches of the current epoch already trained (mid-epoch checkpoints)
+        self.step = 0  # optimizer steps taken (each over `accumulate` batches)
+        self.batch = 0  # batches of the current epoch already trained (mid-epoch checkpoints: whole steps only)
         self.tally = Tally()  # the current epoch's running sums
         self.history: list[dict] = []  # one metrics row per epoch
         self.grad_history: list[dict] = []  # one grad-flow row per epoch
@@ -326,22 +345,25 @@ class Trainer:
                       finished=self.epoch >= cfg.epochs)
 
     def train_epoch(self, epoch: int) -> Tally:
-        """One pass over this process's shard of the training set (from ``self.batch`` when resuming mid-epoch).
+        """One pass over this process's shard of the training set (from ``self.batch`` when resuming mid-epoch),
+        one optimizer step per ``accumulate`` batches.
 
         The host waits for the device only at log points (every ``log_every`` steps, checkpoints, the epoch's
         end): there the progress bar is updated and the non-finite watch and pending signals are checked.
+        Checkpoints and signals fall between optimizer steps, never inside one.
         """
         cfg = self.cfg
         self.model.train()
-        loader = self.data.train
-        bar = tqdm(total=len(loader), initial=self.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+        batches = self.steps_per_epoch * cfg.accumulate  # this epoch's batches (a too-short tail is left out)
+        bar = tqdm(total=batches, initial=self.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    leave=False, disable=not (self.world.is_main and sys.stderr.isatty()))
         started = time.perf_counter()
-        for images, labels in loader.epoch(epoch, start_batch=self.batch):
-            self.train_step(images, labels)
-            bar.update()
+        stream = self.data.train.epoch(epoch, start_batch=self.batch)
+        for group in step_groups(stream, cfg.accumulate, (batches - self.batch) // cfg.accumulate):
+            self.train_step(group)
+            bar.update(len(group))
             signum = self._pending_signal(sync=self.step % cfg.log_every == 0)
-            every = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.batch < len(loader)
+            every = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.batch < batches
             if signum or every or self.step % cfg.log_every == 0:  # a log point
                 self.tally.seconds += time.perf_counter() - started
                 started = time.perf_counter()
@@ -352,42 +374,62 @@ class Trainer:
             if signum:
                 raise Interrupted(f"{signal.Signals(signum).name} at step {self.step} (epoch {epoch + 1});"
                                   f" checkpoint written: continue with --resume {self.run_dir}", signum)
+        stream.close()  # the batches left out, never read
         bar.close()
         self.tally.seconds += time.perf_counter() - started
         self._check_finite(epoch)
         return self.tally
 
-    def train_step(self, images: Tensor, labels: Tensor) -> None:
-        """One optimizer step, top to bottom. Nothing here waits for the device."""
+    def train_step(self, batches: list[tuple[Tensor, Tensor]]) -> None:
+        """One optimizer step over ``batches`` (images, labels): ``accumulate`` of them, one by default.
+        Top to bottom; nothing here waits for the device."""
         cfg = self.cfg
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         # lr: the per-iteration schedule already set this step's value in the optimizer
-        # gates: stochastic depth draws from the model's gate stream, seeded by (seed, step): the same on
-        # every rank (DDP gradients agree) and again after a resume
-        seed_gates(self.net, step_seed(cfg.seed, self.step))
-        # forward, in mixed precision on CUDA
-        with self._autocast():
-            outputs = self.model(images)
-            # loss: cross-entropy (label smoothing optional) + aux_weight x each auxiliary head's
-            loss, logits = classification_loss(outputs, labels, self.criterion, cfg.aux_weight)
-        # backward (loss scaled for fp16)
+        # gradients: cleared once a step; each batch's backward below adds to them
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        losses = []
+        for i, (images, labels) in enumerate(batches):
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            # gates: stochastic depth draws from the model's gate stream, seeded by (seed, batch number): the
+            # same on every rank (DDP gradients agree), new for each batch of the step, again after a resume
+            seed_gates(self.net, step_seed(cfg.seed, self.step * cfg.accumulate + i))
+            # DDP: gradients are averaged over the processes only in the step's last backward
+            with self._gradient_sync(last=i == len(batches) - 1):
+                # forward, in mixed precision on CUDA
+                with self._autocast():
+                    outputs = self.model(images)
+                    # loss: cross-entropy (label smoothing optional) + aux_weight x each auxiliary head's
+                    loss, logits = classification_loss(outputs, labels, self.criterion, cfg.aux_weight)
+                # backward (loss scaled for fp16): gradients add up over the batches, each loss / their number,
+                # so the step follows the mean loss over all of them, as one batch of them all would
+                self.scaler.scale(loss / len(batches)).backward()
+            # metrics: running loss and top-1/top-5 of this epoch, summed on the device
+            self.tally.add(loss, logits.detach(), labels)
+            losses.append(loss.detach())
         if self.grad_flow:
             self.scaler.unscale_(self.optimizer)
             self.grad_flow.after_backward()
-        # faults: a non-finite loss or gradient is noted on the device; checked at the next log point, and
-        # always before a checkpoint is written (fp16: the scaler itself skips steps with inf gradients)
+        # faults: a non-finite loss (the step's: the mean of its batches') or gradient is noted on the device;
+        # checked at the next log point, and always before a checkpoint is written (fp16: the scaler itself
+        # skips steps with inf gradients)
+        loss = torch.stack(losses).mean()
         self.finite.record(self.step, loss, None if self.scaler.is_enabled() else grad_norm(self.net.parameters()))
         # step: the optimizer, then the schedule (per iteration)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
-        self.batch += 1
-        # metrics: running loss and top-1/top-5 of this epoch, summed on the device
-        self.tally.add(loss, logits.detach(), labels)
+        self.batch += len(batches)
+        # average: the moving average of the weights takes a step towards the new ones (ema_decay)
+        if self.ema:
+            self.ema.update(self.net)
+
+    def _gradient_sync(self, last: bool):
+        """Under DDP, the gradients of all but a step's last batch stay local (``no_sync``): one all-reduce a step."""
+        if self.world.distributed and not last:
+            return self.model.no_sync()
+        return contextlib.nullcontext()
 
     def _show_progress(self, bar) -> None:
         if not bar.disable:
@@ -395,7 +437,12 @@ class Trainer:
             bar.set_postfix(loss=f"{tally['loss']:.3f}", img_s=f"{self.tally.n / max(self.tally.seconds, 1e-9):.0f}")
 
     def evaluate(self) -> dict[str, float]:
-        return evaluate(self.net, self.data.test, self._autocast, self.channels_last, self.world)
+        """Test loss, top-1 and top-5 % of the weights and, when averaging, of the averaged ones (``ema_`` keys)."""
+        test = evaluate(self.net, self.data.test, self._autocast, self.channels_last, self.world)
+        if self.ema:
+            averaged = evaluate(self.ema.model, self.data.test, self._autocast, self.channels_last, self.world)
+            test.update({f"ema_{k}": v for k, v in averaged.items()})
+        return test
 
     def end_epoch(self, epoch: int, train: Tally, test: dict[str, float] | None) -> None:
         """Record the epoch's row, keep the best weights, checkpoint, then rewrite metrics.csv and curves.png."""
@@ -405,8 +452,13 @@ class Trainer:
         row = {"epoch": epoch + 1, "lr": self.epoch_lr, "train_loss": train_pct["loss"],
                "train_top1": train_pct["top1"], "test_loss": None, "test_top1": None, "test_top5": None,
                "epoch_seconds": train.seconds, "images_per_s": train.n / max(train.seconds, 1e-9)}
+        if self.ema:  # columns of their own, only in runs that average
+            row.update(ema_test_loss=None, ema_test_top1=None, ema_test_top5=None)
         if test is not None:
             row.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"])
+            if self.ema:
+                row.update(ema_test_loss=test["ema_loss"], ema_test_top1=test["ema_top1"],
+                           ema_test_top5=test["ema_top5"])
             self.last_test = test
         self.history.append(row)
         if self.grad_flow:
@@ -417,6 +469,10 @@ class Trainer:
             if self.world.is_main:
                 save_weights(self.run_dir / "best.safetensors", self.net,
                              {**self.meta, "epoch": epoch + 1, "top1": test["top1"], "top5": test["top5"]})
+        if test is not None and self.ema and self.world.is_main:  # the averaged weights as last evaluated
+            save_weights(self.run_dir / "ema.safetensors", self.ema.model,
+                         {**self.meta, "epoch": epoch + 1, "top1": test["ema_top1"], "top5": test["ema_top5"],
+                          "ema_decay": self.cfg.ema_decay})
         self.save()
         if self.world.is_main:
             self.log.write(self.history, self.step)
@@ -425,6 +481,8 @@ class Trainer:
                 self.log.scalars({f"grad_flow/{k}": v for k, v in self.grad_history[-1].items() if k != "epoch"},
                                  self.step)
             test_text = f"  test {test['top1']:.2f}% / {test['top5']:.2f}%" if test else ""
+            if test and self.ema:
+                test_text += f"  ema {test['ema_top1']:.2f}%"
             tqdm.write(f"epoch {epoch + 1}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  train"
                        f" {row['train_top1']:.2f}%{test_text}  lr {row['lr']:.4g}  {train.seconds:.1f} s"
                        f"  {row['images_per_s']:.0f} img/s")
@@ -432,7 +490,7 @@ class Trainer:
     @property
     def epoch_lr(self) -> float:
         """The learning rate at the epoch's first step (warmup and schedules change it within the epoch)."""
-        first = self.step - len(self.data.train)
+        first = self.step - self.steps_per_epoch
         return self.cfg.lr * self.scheduler.lr_lambdas[0](max(first, 0))
 
     # ----------------------------------------------------------------- checkpoints and faults
@@ -444,7 +502,9 @@ class Trainer:
         """
         self._check_finite(self.epoch if self.batch else self.epoch - 1)
         model_state = self.net.state_dict()
-        if bad := nonfinite_entries(model_state):  # every rank: DDP keeps their weights equal, so all stop
+        ema_state = self.ema.state_dict() if self.ema else {}
+        everything = {**model_state, **{f"ema:{k}": v for k, v in ema_state.items()}}  # and the average's
+        if bad := nonfinite_entries(everything):  # every rank: DDP keeps their weights equal, so all stop
             raise NumericalError(f"the weights hold NaN or Inf ({', '.join(bad[:5])}) at step {self.step}"
                                  f" (epoch {self.epoch + (1 if self.batch else 0)}); {self._last_good()}")
         rngs = distributed.gather_objects(rng_state(self.net), self.world)
@@ -455,6 +515,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "ema": ema_state or None,
             "epoch": self.epoch, "step": self.step, "batch": self.batch,
             "tally": self.tally.to_dict(),
             "history": self.history, "grad_history": self.grad_history,
@@ -471,6 +532,8 @@ class Trainer:
         # The schedule's settings come from the config (which may extend the epochs), not the file.
         self.scheduler.load_state_dict({**ckpt["scheduler"], "lr_lambdas": [None]})
         self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema:  # a checkpoint without an average (ema_decay set on resuming) starts it at its weights
+            self.ema.load_state_dict(ckpt.get("ema") or self.net.state_dict())
         self.epoch, self.step, self.batch = ckpt["epoch"], ckpt["step"], ckpt["batch"]
         t = ckpt["tally"]
         self.tally = Tally(t["loss"], t["top1"], t["top5"], t["n"], t["seconds"])
@@ -499,9 +562,11 @@ class Trainer:
         if first is None:
             return
         step, loss, norm = first
-        batch = self.batch - (self.step - step) + 1  # 1-based, within this epoch
+        k = self.cfg.accumulate
+        batch = self.batch - (self.step - step) * k + 1  # the step's first batch, 1-based, within this epoch
+        batches = f"batch {batch}" if k == 1 else f"batches {batch}-{batch + k - 1}"
         what = f"loss is {loss}" if not math.isfinite(loss) else f"the gradients are not finite (norm {norm})"
-        raise NumericalError(f"{what} at step {step} (epoch {epoch + 1}, batch {batch}); {self._last_good()}")
+        raise NumericalError(f"{what} at step {step} (epoch {epoch + 1}, {batches}); {self._last_good()}")
 
     def _pending_signal(self, sync: bool) -> int:
         """A SIGINT/SIGTERM that arrived (0: none). Under DDP the processes agree on it at log points only
