@@ -92,3 +92,29 @@ def test_cifar_depth_is_6n_plus_2():
     model = cnnzoo.create_model("resnet110")
     weight_layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert len(weight_layers) == 110
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet50"])
+def test_zero_init_last_starts_every_block_as_its_shortcut(name):
+    torch.manual_seed(0)
+    model = cnnzoo.create_model(name, zero_init_last=True).eval()
+    size = 32 if name == "resnet20" else 64
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        x = stem = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+        for block in model.layer1:
+            shortcut = x if block.downsample is None else block.downsample(x)
+            y = block(x)
+            assert torch.equal(y, torch.relu(shortcut))
+            x = y
+        plain = cnnzoo.create_model(name).eval()
+        assert plain.layer1[0].residual(stem).abs().max() > 0.1  # the paper's He init: the branch does something
+
+
+def test_resnet1202_untrained_is_finite_in_eval_mode():
+    # 600 blocks at He init double the variance each in eval mode (fresh BN statistics): float32 overflows
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.isfinite(cnnzoo.create_model("resnet1202").eval()(x)).all()
+        assert not torch.isfinite(cnnzoo.create_model("resnet1202", zero_init_last=False).eval()(x)).all()

@@ -138,6 +138,8 @@ class ResNet(ImageClassifier):
         stride_in_1x1: stride the bottleneck's first 1x1 (the paper) instead of its 3x3 (released weights).
         groups, base_width: ResNeXt's cardinality and bottleneck width of each ``Bottleneck`` (1 and 64: ResNet).
         norm_layer: builds every normalisation layer from its channel count (``nn.BatchNorm2d``).
+        zero_init_last: start every residual branch at zero (its last batch norm's scale 0; Goyal et al.,
+            arXiv 1706.02677) instead of the paper's He init throughout.
         drop_path: stochastic depth over every residual block (``create_model`` builds it from the
             ``drop_path_*`` keywords); see ``cnnzoo.layers.drop``.
     """
@@ -156,6 +158,7 @@ class ResNet(ImageClassifier):
         norm_layer: NormLayer = nn.BatchNorm2d,
         groups: int = 1,
         base_width: int = 64,
+        zero_init_last: bool = False,
     ):
         super().__init__()
         self.inplanes = widths[0]
@@ -194,6 +197,10 @@ class ResNet(ImageClassifier):
         self.fc = nn.Linear(self.num_features, num_classes)
 
         he_init_(self)
+        if zero_init_last:
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.zeros_((m.bn2 if isinstance(m, BasicBlock) else m.bn3).weight)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # N x 64 x 56 x 56 at 224 (N x 16 x 32 x 32 CIFAR)
@@ -300,4 +307,10 @@ def resnet110(**kwargs) -> ResNet:
 
 @register_model(**CIFAR, params=19_421_274, top1_err=7.93)
 def resnet1202(**kwargs) -> ResNet:
-    return _cifar_resnet(1202, **kwargs)
+    """ResNet-1202 starts each residual branch at zero (``zero_init_last=True``; False gives the paper's init).
+
+    At He init every block roughly doubles the variance of the signal in eval mode (batch norm's fresh running
+    statistics are the identity), and 600 blocks overflow float32 before any training: the untrained model's
+    eval-mode output is NaN. In training mode batch norm keeps it finite, which is how the paper trained it.
+    """
+    return _cifar_resnet(1202, **{"zero_init_last": True, **kwargs})
