@@ -109,15 +109,15 @@ def _stochastic_depth_extras(exp: Experiment, scale: str, sc: Scale, results: di
     from ..layers import StochasticDepth
 
     const, sd = (results[a] for a in exp.arms)
-    # the median epoch: robust to other work that shared the machine for a few epochs of one arm
-    ratio = (statistics.median(t for r in sd for t in r["epoch_seconds"])
-             / statistics.median(t for r in const for t in r["epoch_seconds"]))
+    # each arm's fastest epoch: the one least slowed by other work sharing the machine (as timeit takes the
+    # minimum); the gates' epoch-to-epoch variation is about 1 % of an epoch's compute
+    ratio = min(t for r in sd for t in r["epoch_seconds"]) / min(t for r in const for t in r["epoch_seconds"])
     total = _mean([r["train_seconds"] for r in sd]) / _mean([r["train_seconds"] for r in const])
     model = meta_model(sc.overrides["model"], drop_path_rate=0.5)
     probs = [m.survival_prob for m in model.modules() if isinstance(m, StochasticDepth)]
     time_verdict = "pipeline check" if scale == "smoke" else "reproduced" if ratio < 0.9 else "not at this scale"
-    lines = [f"- Training time, stochastic / constant depth: **{ratio:.3f}** per epoch (median epochs; whole runs "
-             f"{total:.3f}) (paper: 60 s / 75 s = 0.80 per epoch; {time_verdict}).",
+    lines = [f"- Training time, stochastic / constant depth: **{ratio:.3f}** per epoch (fastest epoch of each; whole "
+             f"runs {total:.3f}, which other work on the machine can skew) (paper: 60 s / 75 s = 0.80 per epoch; {time_verdict}).",
              f"- Expected depth E[L~] = {sum(probs):.2f} of {len(probs)} residual blocks "
              f"({sum(probs) / len(probs):.1%}; the paper: about 3L/4)."]
     csvs = [(arm, r["grad_flow"]) for arm in exp.arms for r in results[arm][:1] if r["grad_flow"]]
