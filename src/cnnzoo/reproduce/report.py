@@ -117,7 +117,8 @@ def _stochastic_depth_extras(exp: Experiment, scale: str, sc: Scale, results: di
     probs = [m.survival_prob for m in model.modules() if isinstance(m, StochasticDepth)]
     time_verdict = "pipeline check" if scale == "smoke" else "reproduced" if ratio < 0.9 else "not at this scale"
     lines = [f"- Training time, stochastic / constant depth: **{ratio:.3f}** per epoch (fastest epoch of each; whole "
-             f"runs {total:.3f}, which other work on the machine can skew) (paper: 60 s / 75 s = 0.80 per epoch; {time_verdict}).",
+             f"runs {total:.3f}, which other work on the machine can skew) (paper: 60 s / 75 s = 0.80 per epoch; "
+             f"{time_verdict}).",
              f"- Expected depth E[L~] = {sum(probs):.2f} of {len(probs)} residual blocks "
              f"({sum(probs) / len(probs):.1%}; the paper: about 3L/4)."]
     csvs = [(arm, r["grad_flow"]) for arm in exp.arms for r in results[arm][:1] if r["grad_flow"]]
