@@ -62,6 +62,25 @@ def test_ranking_orders_arms_by_mean_error_at_the_first_or_last_evaluation():
     assert ranking(results, "first") == "b (44.00%) < a (45.00%) < c (60.00%)"
 
 
+def test_verdicts_follow_the_gain_and_its_spread():
+    from cnnzoo.reproduce.report import verdict
+
+    exp = EXPERIMENTS["googlenet-aux"]  # "with aux" is expected below the baseline "without aux"
+
+    def says(base, ours):
+        results = {"without aux": [{"test_error": e} for e in base], "with aux": [{"test_error": e} for e in ours]}
+        return verdict(exp, "cpu", results, "with aux")
+
+    assert says([30.0], [29.0])[0] == "reproduced"
+    assert says([30.0], [30.05]) == ("not at this scale", "-0.05 points against without aux, within the noise of "
+                                                           "a reduced run")
+    assert says([30.0], [42.0]) == ("not at this scale", "12.00 points higher than without aux (one seed of a "
+                                                         "reduced run)")
+    assert says([30.0, 30.2], [40.0, 40.2])[0] == "contradicted"
+    assert says([30.0, 34.0], [29.0, 33.0])[0] == "not at this scale"  # a 1-point gain inside a 2.8-point spread
+    assert says([30.0], [20.0])[0] != "pipeline check" and verdict(exp, "smoke", {}, "with aux")[0] == "pipeline check"
+
+
 def test_a_finished_arm_is_read_not_retrained(tmp_path):
     out = run("stochastic-depth", "smoke", out=tmp_path, say=lambda line: None)
     before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("last.ckpt")}
