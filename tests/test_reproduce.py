@@ -53,6 +53,17 @@ def test_smoke_scale_writes_the_report_folder(name, tmp_path):
         assert "E[L~] = 6.50 of 9" in report  # ResNet-20: sum of p_l = 1 - l/9 * 0.5
 
 
+@pytest.mark.parametrize("name", [n for n in SIX if n != "cnn-overview"])
+def test_every_scale_of_every_arm_is_a_valid_config(name):
+    exp = EXPERIMENTS[name]
+    for scale, sc in exp.scales.items():
+        for arm, values in exp.arms.items():
+            overrides = {**sc.overrides, **values, **sc.arm_overrides.get(arm, {})}
+            overrides.pop("insert_from", None)
+            cfg = load_config(None, overrides)  # raises ConfigError, as `cnnzoo reproduce` would after minutes
+            assert cfg.model == values.get("model", sc.overrides.get("model", cfg.model)), (scale, arm)
+
+
 def test_ranking_orders_arms_by_mean_error_at_the_first_or_last_evaluation():
     from cnnzoo.reproduce.report import ranking
 
