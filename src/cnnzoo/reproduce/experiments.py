@@ -141,7 +141,8 @@ _add(Experiment(
     scales={
         "smoke": _smoke(img_size=75),
         "cpu": Scale("stage B only, CIFAR-10 upsampled to 75x75 instead of ImageNet at 299, 2,000 training images, "
-                     "3 epochs per arm (seven arms), SGD with a cosine schedule instead of RMSProp", "~15 min on 2 cores",
+                     "3 epochs per arm (seven arms), SGD with a cosine schedule instead of RMSProp",
+                     "~15 min on 2 cores",
                      dict(_CIFAR_CPU, img_size=75, epochs=3, lr=0.02, batch_size=32, schedule="cosine", eval_every=1),
                      train_images=2_000, test_images=500),
         "paper": Scale("nothing: ImageNet, RMSProp (decay 0.9, eps 1.0), stages A, B and C",
