@@ -260,45 +260,6 @@ def test_averaging_switched_on_at_resume_starts_from_the_restored_weights(tmp_pa
     assert all(torch.equal(v, trainer.net.state_dict()[k]) for k, v in trainer.ema.state_dict().items())
 
 
-# ----------------------------------------------------------------- no waiting for the device
-
-def test_an_accumulating_averaging_step_never_reads_a_value_from_the_device(tmp_path, one_thread, monkeypatch):
-    trainer = Trainer(config(tmp_path, name="run", accumulate=2, batch_size=8, ema_decay=0.9),
-                      data=synthetic(batch_size=8))
-    batches = list(trainer.data.train.epoch(0))
-
-    def sync(*args):
-        raise AssertionError("the training step read a tensor's value on the host")
-
-    for method in ("item", "tolist", "__float__", "__int__", "__bool__"):
-        monkeypatch.setattr(torch.Tensor, method, sync)
-    trainer.model.train()
-    for i in range(2):
-        trainer.train_step(batches[2 * i : 2 * i + 2])
-    monkeypatch.undo()
-    assert trainer.step == 2 and trainer.batch == 4 and trainer.tally.n == 32
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode needs a GPU")
-def test_an_accumulating_averaging_step_on_cuda_never_synchronizes(tmp_path):
-    trainer = Trainer(config(tmp_path, name="run", device="cuda", accumulate=2, batch_size=8, ema_decay=0.9),
-                      data=synthetic(batch_size=8))
-    batches = [tuple(t.cuda() for t in batch) for batch in trainer.data.train.epoch(0)]
-    trainer.model.train()
-    trainer.train_step(batches[:2])  # the first step may allocate and set up kernels
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for i in range(1, 3):
-            trainer.train_step(batches[2 * i : 2 * i + 2])
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert trainer.step == 3
-    ema = trainer.ema.state_dict()
-    assert all(v.is_cuda for v in ema.values())
-    assert not all(torch.equal(v, trainer.net.state_dict()[k]) for k, v in ema.items())
-
-
 # ----------------------------------------------------------------- config
 
 @pytest.mark.parametrize("key, value, valid", [("ema_decay", 1.0, "[0, 1)"), ("ema_decay", -0.1, "[0, 1)"),

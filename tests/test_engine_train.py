@@ -210,10 +210,14 @@ def test_inf_gradient_stops_and_no_checkpoint_holds_it(tmp_path, one_thread, ove
     assert all(finite(s) for s in ckpt["optimizer"]["state"].values())  # the momentum buffers too
 
 
-def test_a_training_step_never_reads_a_value_from_the_device(tmp_path, one_thread, monkeypatch):
-    """No .item(), float(), bool() or .tolist() of a tensor in the step: each would wait for a GPU."""
-    trainer = Trainer(config(tmp_path, name="run"), data=synthetic())  # stochastic depth gates draw on the CPU
-    images, labels = next(iter(trainer.data.train.epoch(0)))
+@pytest.mark.parametrize("accumulate, ema_decay", [(1, 0.0), (2, 0.9)])
+def test_a_training_step_never_reads_a_value_from_the_device(tmp_path, one_thread, monkeypatch, accumulate,
+                                                              ema_decay):
+    """No .item(), float(), bool() or .tolist() of a tensor in the step (accumulating and averaging too): each
+    would wait for a GPU."""
+    trainer = Trainer(config(tmp_path, name="run", accumulate=accumulate, ema_decay=ema_decay, batch_size=8),
+                      data=synthetic(batch_size=8))  # stochastic depth gates draw on the CPU
+    batches = list(trainer.data.train.epoch(0))
 
     def sync(*args):
         raise AssertionError("the training step read a tensor's value on the host")
@@ -221,10 +225,10 @@ def test_a_training_step_never_reads_a_value_from_the_device(tmp_path, one_threa
     for method in ("item", "tolist", "__float__", "__int__", "__bool__"):
         monkeypatch.setattr(torch.Tensor, method, sync)
     trainer.model.train()
-    for _ in range(2):
-        trainer.train_step([(images, labels)])
+    for i in range(2):
+        trainer.train_step(batches[i * accumulate:(i + 1) * accumulate])
     monkeypatch.undo()
-    assert trainer.step == 2 and trainer.tally.n == 2 * len(labels)
+    assert trainer.step == 2 and trainer.batch == 2 * accumulate and trainer.tally.n == 2 * accumulate * 8
 
 
 def test_cli_exits_nonzero_naming_epoch_and_step_of_an_inf_gradient(tmp_path, capsys, standin_cli, one_thread):
@@ -243,17 +247,23 @@ def test_cli_exits_nonzero_naming_epoch_and_step_of_an_inf_gradient(tmp_path, ca
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode needs a GPU")
-def test_a_training_step_on_cuda_never_synchronizes(tmp_path):
+@pytest.mark.parametrize("accumulate, ema_decay", [(1, 0.0), (2, 0.9)])
+def test_a_training_step_on_cuda_never_synchronizes(tmp_path, accumulate, ema_decay):
     """torch's sync debug mode turns any host-device synchronization into an error: none in the step."""
-    trainer = Trainer(config(tmp_path, name="run", device="cuda"), data=synthetic())
-    images, labels = (t.cuda() for t in next(iter(trainer.data.train.epoch(0))))
+    trainer = Trainer(config(tmp_path, name="run", device="cuda", accumulate=accumulate, ema_decay=ema_decay,
+                             batch_size=8), data=synthetic(batch_size=8))
+    batches = [tuple(t.cuda() for t in batch) for batch in trainer.data.train.epoch(0)][:accumulate]
     trainer.model.train()
-    trainer.train_step([(images, labels)])  # the first step may allocate and set up kernels
+    trainer.train_step(batches)  # the first step may allocate and set up kernels
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
-            trainer.train_step([(images, labels)])
+            trainer.train_step(batches)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert trainer.step == 4
+    if ema_decay:
+        ema = trainer.ema.state_dict()
+        assert all(v.is_cuda for v in ema.values())
+        assert not all(torch.equal(v, trainer.net.state_dict()[k]) for k, v in ema.items())
