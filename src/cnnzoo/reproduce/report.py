@@ -178,6 +178,8 @@ def write_report(out: Path, exp: Experiment, scale: str, sc: Scale, results: dic
         f"- Machine: {machine}. Training time of all runs: "
         f"{sum(r['train_seconds'] for runs in results.values() for r in runs) / 60:.1f} min; wall time of this "
         f"invocation: {seconds / 60:.1f} min (runs finished earlier are read, not retrained).",
+        "- Training seconds are wall-clock time of the training epochs, as the machine was: other work sharing it "
+        "(or a run paused and resumed) lengthens them.",
         "- Per-run metrics: `metrics-ARM-seedS.csv`; everything above as data: `results.json`.", ""])
     atomic_write(out / "report.md", lambda f: f.write(text.encode()))
     summary = {"experiment": exp.name, "scale": scale, "command": command, "machine": machine,
