@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -36,16 +37,26 @@ def _fmt(values: list[float], unit: str = "") -> str:
     return text + (f" ± {_sd(values):.2f}" if len(values) > 1 else "")
 
 
-def verdict(exp: Experiment, scale: str, results: dict[str, list[dict[str, Any]]], arm: str) -> tuple[str, str]:
-    """(verdict, why) for the claim that ``arm`` ends with a lower test error than the baseline."""
+def verdict(exp: Experiment, scale: str, results: dict[str, list[dict[str, Any]]], arm: str,
+            test_images: int | None = None) -> tuple[str, str]:
+    """(verdict, why) for the claim that ``arm`` ends with a lower test error than the baseline.
+
+    The noise a gain must beat is the larger of the seeds' spread and, when the test set has ``test_images``
+    images, the sampling error of the difference of two error rates measured on it (binomial; over the seeds'
+    mean), so that one seed on a small test set cannot claim a difference of a point or two.
+    """
     if scale == "smoke":
         return "pipeline check", "the smoke scale trains for seconds: it checks the pipeline, not the claim"
     ours = [r["test_error"] for r in results[arm]]
     base = [r["test_error"] for r in results[exp.baseline]]
     gain = _mean(base) - _mean(ours)
     noise = max(_sd(ours), _sd(base), 0.1)
+    if test_images:
+        sampling = math.sqrt(sum(e * (100 - e) / (test_images * len(runs)) for e, runs in
+                                 ((_mean(ours), ours), (_mean(base), base))))
+        noise = max(noise, sampling)
     if gain > noise:
-        return "reproduced", f"{gain:.2f} points lower than {exp.baseline} (spread {noise:.2f})"
+        return "reproduced", f"{gain:.2f} points lower than {exp.baseline} (noise {noise:.2f})"
     if gain < -2 * noise:
         if len(ours) > 1:
             return "contradicted", f"{-gain:.2f} points higher than {exp.baseline} over {len(ours)} seeds"
@@ -144,7 +155,7 @@ def write_report(out: Path, exp: Experiment, scale: str, sc: Scale, results: dic
                  command: str, machine: str, seconds: float) -> None:
     plot_curves(results, out / "curves.png", f"{exp.name} ({scale} scale)")
     plot_bars(exp, results, out / "bars.png")
-    verdicts = {arm: verdict(exp, scale, results, arm) for arm in exp.expect_lower if arm in results}
+    verdicts = {arm: verdict(exp, scale, results, arm, sc.test_images) for arm in exp.expect_lower if arm in results}
     extras: list[str] = []
     if exp.name == "stochastic-depth":
         extras, more = _stochastic_depth_extras(exp, scale, sc, results, out)
