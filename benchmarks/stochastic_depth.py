@@ -9,7 +9,9 @@ stochastic depth, and timm's DropPath on timm's ResNet-50 as the peer.
 Each step is forward + backward + SGD update on random data; the cases are run
 in turn (alternating, so machine noise hits all alike) after a warm-up. The
 ratio that matters for training time is the ratio of mean step times (the gates
-differ from step to step); the median is shown too.
+differ from step to step); the median is shown too. cnnzoo's models train in
+the memory format its trainer uses (``TrainConfig.channels_last``: NHWC), timm's
+in its default (NCHW); ``--nchw`` puts cnnzoo's in NCHW too.
 
     python benchmarks/stochastic_depth.py            # 30 steps per case, batch 128, 32x32
 """
@@ -24,9 +26,14 @@ import torch
 import torch.nn.functional as F
 
 import cnnzoo
+from cnnzoo.engine.config import TrainConfig
+
+TRAINER_LAYOUT = torch.channels_last if TrainConfig().channels_last else torch.contiguous_format
 
 
-def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+               layout: torch.memory_format = torch.contiguous_format):
+    model, x = model.to(memory_format=layout), x.contiguous(memory_format=layout)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
 
@@ -85,9 +92,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--peer-steps", type=int, default=15)
     parser.add_argument("--no-peer", action="store_true", help="skip timm's ResNet-50")
+    parser.add_argument("--nchw", action="store_true", help="cnnzoo's models in NCHW instead of the trainer's NHWC")
     args = parser.parse_args()
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    layout = torch.contiguous_format if args.nchw else TRAINER_LAYOUT
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cnnzoo in {layout}")
 
     x = torch.randn(args.batch_size, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch_size,))
@@ -95,7 +104,7 @@ def main() -> None:
     gates = [m.survival_prob for m in ours[BATCH_MODE].modules()
              if isinstance(m, cnnzoo.layers.StochasticDepth)]
     print(f"ResNet-110: L = {len(gates)} blocks, E[L~] = {sum(gates):.2f} ({sum(gates) / len(gates):.3f} of L)")
-    times = measure({name: train_step(m, x, y) for name, m in ours.items()}, args.steps)
+    times = measure({name: train_step(m, x, y, layout) for name, m in ours.items()}, args.steps)
     report(f"cnnzoo CIFAR ResNet-110, batch {args.batch_size}, 32x32, {args.steps} steps each",
            times, BASELINE)
 
@@ -105,7 +114,8 @@ def main() -> None:
         x, y = torch.randn(16, 3, 128, 128), torch.randint(0, 1000, (16,))
         peers = {f"timm resnet50 drop_path_rate={r}": timm.create_model("resnet50", drop_path_rate=r) for r in (0.0, 0.5)}
         peers["cnnzoo resnet50 drop_path_rate=0.5 batch"] = cnnzoo.create_model("resnet50", drop_path_rate=0.5)
-        times = measure({name: train_step(m, x, y) for name, m in peers.items()}, args.peer_steps)
+        times = measure({name: train_step(m, x, y, layout if name.startswith("cnnzoo") else torch.contiguous_format)
+                         for name, m in peers.items()}, args.peer_steps)
         report(f"peer: ResNet-50, batch 16, 128x128, {args.peer_steps} steps each", times,
                "timm resnet50 drop_path_rate=0.0")
 

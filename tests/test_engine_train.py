@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from standin_data import TinyNet, one_thread, registered, standin_cli, synthetic  # noqa: F401  (fixtures)
 from torch import nn
 
-from cnnzoo.engine import (Interrupted, NumericalError, evaluate_checkpoint, load_checkpoint, load_config,
+from cnnzoo.engine import (Interrupted, NumericalError, TrainConfig, evaluate_checkpoint, load_checkpoint, load_config,
                            train)
 from cnnzoo.files import load_file
 from cnnzoo.engine.metrics import read_metrics
@@ -171,6 +171,16 @@ def test_eval_reproduces_the_summary_and_ten_crops(tmp_path, one_thread):
     ten = evaluate(model, TenCrops(data.test))
     assert ten["top1"] == center["top1"] and ten["top5"] == center["top5"]
     assert ten["loss"] == pytest.approx(center["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv_models_train_in_channels_last_on_cpu_by_default(tmp_path, channels_last):
+    """NHWC is the faster layout on oneDNN CPUs as on cuDNN (benchmarks/RESULTS.md, memory_format.py)."""
+    assert TrainConfig().channels_last
+    trainer = Trainer(config(tmp_path, model="resnet20", channels_last=channels_last), synthetic())
+    weight = trainer.net.layer1[0].conv1.weight  # 16 x 16 x 3 x 3: the two layouts differ
+    assert weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert trainer.channels_last == channels_last
 
 
 def test_label_smoothing_reaches_the_loss(tmp_path):

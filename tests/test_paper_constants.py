@@ -254,6 +254,25 @@ def residual_scale(block: nn.Module, x: torch.Tensor) -> float:
     return s.mean().item()
 
 
+def test_inception_conv_unit_normalises_with_eps_0001_by_hand():
+    """Inception-v3/v4 and Inception-ResNet-v2 (TensorFlow's BN, as the released weights): eps = 0.001.
+
+    A 1x1 conv of weight 1 over a batch of +-0.01: batch variance 1e-4, so the BN output is
+    0.01 / sqrt(1e-4 + 1e-3) = 0.3015 (PyTorch's default eps 1e-5 would give 0.953)."""
+    from cnnzoo.layers import ConvBnAct
+
+    unit = ConvBnAct(1, 1, 1, act_layer=None).train()
+    nn.init.ones_(unit.conv.weight)
+    x = torch.tensor([0.01, -0.01]).view(2, 1, 1, 1)
+    with torch.no_grad():
+        assert unit(x).flatten().tolist() == pytest.approx([0.01 / math.sqrt(1e-4 + 1e-3),
+                                                            -0.01 / math.sqrt(1e-4 + 1e-3)], rel=1e-5)
+    for name in ("inception_v3", "inception_v4", "inception_resnet_v2"):
+        with torch.device("meta"):
+            model = cnnzoo.create_model(name)
+        assert {m.eps for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {1e-3}, name
+
+
 @pytest.fixture(scope="module")
 def inception_resnet():
     torch.manual_seed(0)

@@ -81,7 +81,7 @@ class TrainConfig:
     # --- hardware
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available, else CPU
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # mixed precision; auto: bf16 on CUDA (fp16 if unsupported)
-    channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions); ignored on CPU
+    channels_last: bool = True  # NHWC memory format for models with 2-D convs (faster on cuDNN and oneDNN CPUs)
     compile: bool = False  # torch.compile the model (CUDA)
     deterministic: bool = False  # deterministic kernels (cuDNN); CPU training is deterministic already
 

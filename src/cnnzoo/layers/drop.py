@@ -54,6 +54,10 @@ import torch
 from torch import Tensor, nn
 
 Mode = Literal["batch", "row"]
+
+# Is fx.symbolic_trace running? (Newer torch tells it from export's tracing; older torch has one flag for both.)
+_fx = torch.fx._symbolic_trace
+_symbolic_tracing = getattr(_fx, "is_fx_symbolic_tracing", _fx.is_fx_tracing)
 Schedule = Literal["linear", "uniform", "linear0"]
 
 
@@ -234,7 +238,7 @@ class StochasticDepth(nn.Module):
         """
         if not self.training or self.survival_prob == 1.0 or self.mode == "row":
             return True
-        if torch.fx._symbolic_trace.is_fx_tracing():  # the traced graph would keep one draw forever
+        if _symbolic_tracing():  # the traced graph would keep one draw forever
             raise RuntimeError("stochastic depth in 'batch' mode decides in Python whether a branch runs: a training-mode "
                                "graph cannot be traced; trace in eval mode, or build with drop_path_mode='row'")
         return self.gate()

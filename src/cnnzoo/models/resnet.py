@@ -56,13 +56,17 @@ class ZeroPadShortcut(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """relu(shortcut(x) + residual(x)), the residual branch gated by stochastic depth."""
+    """relu(shortcut(x) + residual(x)), the residual branch gated by stochastic depth.
+
+    A dropped block with an identity shortcut returns x itself: in a ResNet every block's input is a
+    ReLU's output (the stem's, the previous block's), so relu(x) = x, and x must not be overwritten in
+    place. The gradients are the same too: where x = 0 the ReLU that made x stops them anyway.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.drop_path(shortcut, self.residual, x)
-        # A dropped block returns the shortcut itself, which may be x: never overwrite x in place.
-        return F.relu(out) if out is x else self.relu(out)
+        return x if out is x else self.relu(out)
 
 
 class BasicBlock(ResidualBlock):
