@@ -44,6 +44,14 @@ def test_macs_do_not_round_to_the_papers_figure():
     assert cnnzoo.model_cfg("resnext50_32x4d").macs is None
 
 
+def test_resnext50_defaults_to_32x4d_and_passes_resnet_keywords():
+    with torch.device("meta"):
+        model = resnext50(num_classes=10, in_chans=1)
+        assert count_params(resnext50()) == count_params(meta_model("resnext50_32x4d"))
+    assert (model.cardinality, model.bottleneck_width) == (32, 4)
+    assert model.fc.out_features == 10 and model.conv1.in_channels == 1
+
+
 def test_bad_depth_or_grouped_basic_block_are_errors():
     with pytest.raises(ValueError, match="depth must be 50, 101 or 152, got 34"):
         ResNeXt(34, 32, 4)

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 import cnnzoo
-from cnnzoo.layers import DropPathSpec, GateStream, StochasticDepth, gate_state, load_gate_state, seed_gates, survival_probs
+from cnnzoo.layers import (DropPathSpec, GateStream, StochasticDepth, gate_state, load_gate_state, seed_gates,
+                           survival_probs)
+from cnnzoo.layers.drop import gate_streams
 
 
 def test_linear_schedule_is_the_papers():
@@ -61,9 +63,10 @@ def test_row_mode_masks_per_sample_and_always_computes():
     torch.manual_seed(0)
     calls = []
     sd = StochasticDepth(0.5, mode="row").train()
-    out = sd(torch.zeros(64, 1), lambda t: calls.append(1) or torch.ones_like(t), torch.zeros(64, 1))
-    assert len(calls) == 1
-    assert set(out.flatten().tolist()) == {0.0, 1.0}
+    for _ in range(20):  # a batch-mode gate at p = 0.5 would skip some of these calls
+        out = sd(torch.zeros(64, 1), lambda t: calls.append(1) or torch.ones_like(t), torch.zeros(64, 1))
+        assert set(out.flatten().tolist()) == {0.0, 1.0}
+    assert len(calls) == 20
 
 
 def test_same_seed_same_gates_across_replicas():
@@ -268,3 +271,77 @@ def test_checkpointing_the_whole_model_keeps_its_gates(use_reentrant):
         assert (a is None) == (b is None)
         if a is not None:
             assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_linear0_schedule_starts_the_line_one_block_earlier():
+    """EfficientNet's reference code: p_l = 1 - ((l - 1) / L) * rate, so the first block is never dropped."""
+    assert survival_probs(4, 0.5, "linear0") == [1.0, 0.875, 0.75, 0.625]
+    assert survival_probs(4, 0.5, "uniform") == [0.5] * 4
+
+
+def test_spec_checks_its_schedule_and_gates_take_the_familys_convention():
+    with pytest.raises(ValueError, match="drop_path_schedule"):
+        DropPathSpec(0.1, schedule="cosine")
+    assert not any(g.inverted for g in DropPathSpec(0.5).gates(3))  # no convention given: Huang et al.'s
+    assert all(g.inverted for g in DropPathSpec(0.5).gates(3, inverted=True))  # the family's convention
+    assert all(g.inverted for g in DropPathSpec(0.5, inverted=True).gates(3, inverted=False))  # the spec wins
+    assert not any(g.inverted for g in DropPathSpec(0.5, inverted=False).gates(3, inverted=True))
+
+
+def test_twin_gates_share_the_stream_and_settings():
+    gate = StochasticDepth(0.6, mode="batch", inverted=True)
+    twin = gate.twin()
+    assert (twin.survival_prob, twin.mode, twin.inverted) == (0.6, "batch", True)
+    assert twin.stream is gate.stream is not None
+    assert StochasticDepth(0.6, mode="row").twin().inverted is False
+
+
+def test_gate_streams_of_two_models_in_one_are_seeded_apart():
+    """A module holding two models has two streams; seed_gates gives stream i the seed seed + i."""
+    pair = torch.nn.ModuleList([cnnzoo.create_model("resnet20", drop_path_rate=0.5) for _ in range(2)])
+    streams = [m.gate_stream for m in pair]
+    assert [id(s) for s in gate_streams(pair)] == [id(s) for s in streams]
+    seed_gates(pair, 7)
+    for i, stream in enumerate(streams):
+        assert torch.equal(stream.state(), torch.Generator().manual_seed(7 + i).get_state())
+    with pytest.raises(TypeError, match="seed_gates takes"):
+        seed_gates(pair, None)
+    model = pair[0]
+    assert GateStream.of(model) is GateStream.of(model) is model.gate_stream  # one stream per owner
+
+
+def test_load_gate_state_takes_an_old_checkpoints_single_tensor():
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.5)
+    saved = torch.Generator().manual_seed(3).get_state()
+    load_gate_state(model, saved)
+    assert torch.equal(model.gate_stream.state(), saved)
+
+
+def test_reseeding_twice_lets_a_replayed_call_draw_again():
+    """A resume restores torch's global RNG, so a call's tag can repeat; each reseed must still mean a new draw."""
+    expected = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    starts = [e.get_state() for e in expected]
+    for e in expected:
+        torch.rand((), generator=e)  # one gate drawn after each reseed or restore
+    for reset in ("seed", "set_state"):
+        gate = StochasticDepth(0.5).train()
+        draws = []
+        for seed, start in zip((1, 2, 3), starts):
+            stream = gate.own_stream()
+            stream.seed(seed) if reset == "seed" else stream.set_state(start)
+            torch.manual_seed(0)  # the same tag for every call
+            gate.open()
+            draws.append(stream.state())
+        assert all(torch.equal(d, e.get_state()) for d, e in zip(draws, expected)), reset
+
+
+def test_error_messages_say_what_to_do():
+    with pytest.raises(ValueError, match=r"^give drop_path=DropPathSpec\(\.\.\.\) or the drop_path_\* keywords, not both$"):
+        cnnzoo.create_model("resnet20", drop_path=DropPathSpec(0.1), drop_path_rate=0.1)
+    with pytest.raises(TypeError, match=r"^seed_gates takes the model whose gates to reseed: seed_gates\(model, seed\)$"):
+        seed_gates(3)
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.5).train()
+    with pytest.raises(RuntimeError, match=r"^stochastic depth in 'batch' mode decides in Python whether a branch runs: "
+                                           r"a training-mode graph cannot be traced; trace in eval mode, or build with "
+                                           r"drop_path_mode='row'$"):
+        torch.fx.symbolic_trace(model)

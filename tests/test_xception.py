@@ -28,6 +28,13 @@ def test_separable_conv_is_depthwise_then_pointwise(mid_act_layer, mid):
     assert torch.allclose(conv(x), F.conv2d(mid(depthwise), conv.pointwise.weight), atol=1e-6)
 
 
+@pytest.mark.parametrize("padding, dilation, side", [(None, 1, 9), (None, 2, 9), (0, 1, 7), (3, 2, 11)])
+def test_separable_conv_pads_to_keep_the_size_unless_told(padding, dilation, side):
+    """Default padding dilation * (k - 1) / 2 keeps 9 x 9; an explicit one is used as given."""
+    conv = SeparableConv2d(4, 6, 3, padding=padding, dilation=dilation)
+    assert conv(torch.randn(1, 4, 9, 9)).shape[-2:] == (side, side)
+
+
 def test_36_conv_layers_in_14_modules_linear_between_depthwise_and_pointwise():
     model = meta_model("xception")
     modules = [m for m in model.modules() if isinstance(m, XceptionModule)]

@@ -35,17 +35,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"
 
-# The reference parameter and MAC counts of every model, on the meta device: a second each, the first test
-# to fail for most wrong channel counts, kernel sizes or strides (mutmut runs a mutant's fastest tests first).
+# The generic tests of tests/test_models.py, for the models a family file registers (``generic_tests``): the
+# reference parameter and MAC counts on the meta device (the first test to fail for most wrong channel counts,
+# kernel sizes or strides; mutmut runs a mutant's fastest tests first) and a forward/backward/head check.
 SHAPES = "tests/test_models.py::test_params_and_macs_equal_reference"
+GENERIC = ("tests/test_models.py::test_params_and_macs_equal_reference",
+           "tests/test_models.py::test_forward_backward_and_head")
 
 # The modules that carry paper details, and the test files that check them.
 TESTS: dict[str, list[str]] = {
     "layers/lrn.py": ["tests/test_paper_constants.py", "tests/test_alexnet.py"],
     "layers/drop.py": ["tests/test_paper_constants.py", "tests/test_stochastic_depth.py"],
     "layers/conv.py": ["tests/test_models.py"],
-    "layers/separable.py": ["tests/test_xception.py"],
-    "layers/concat.py": ["tests/test_googlenet.py"],
+    "layers/separable.py": [SHAPES, "tests/test_xception.py", "tests/test_mobilenet.py"],
+    "layers/concat.py": [SHAPES, "tests/test_inception_v4.py", "tests/test_inception_resnet.py"],
     "engine/optim.py": ["tests/test_paper_constants.py", "tests/test_engine_optim.py"],
     "data/transforms.py": ["tests/test_paper_constants.py", "tests/test_pipeline_statistics.py",
                            "tests/test_data_transforms.py"],
@@ -70,6 +73,21 @@ TESTS: dict[str, list[str]] = {
     "models/pyramidnet.py": [SHAPES, "tests/test_pyramidnet.py"],
 }
 
+def generic_tests(module: str) -> list[str]:
+    """test_models.py's tests of the models registered in ``models/NAME.py`` (test ids with parameters)."""
+    import cnnzoo
+
+    names = cnnzoo.list_models(module=module.removeprefix("models/").removesuffix(".py"))
+    return [f"{test}[{name}]" for test in GENERIC for name in names]
+
+
+def selection(module: str) -> list[str]:
+    """The tests to run for ``module``: its ``TESTS`` entry, a family file's SHAPES narrowed to its own models."""
+    if not module.startswith("models/"):
+        return TESTS[module]
+    return generic_tests(module) + [t for t in TESTS[module] if t != SHAPES]
+
+
 def work_dir(module: str) -> Path:
     return WORK / module.removesuffix(".py").replace("/", "-")
 
@@ -88,7 +106,7 @@ def prepare(module: str) -> Path:
     lines = ["[tool.pytest.ini_options]"]
     lines += [f"{k} = {_toml(v)}" for k, v in pytest_cfg.items() if k != "testpaths"]
     lines += ["", "[tool.mutmut]", f"only_mutate = {_toml(['src/cnnzoo/' + module])}",
-              f"pytest_add_cli_args_test_selection = {_toml(TESTS[module])}"]
+              f"pytest_add_cli_args_test_selection = {_toml(selection(module))}"]
     lines += [f"{k} = {_toml(v)}" for k, v in shared.items() if k not in ("only_mutate",
                                                                             "pytest_add_cli_args_test_selection")]
     text = "\n".join(lines) + "\n"
@@ -194,7 +212,7 @@ def mutate_constants(module: str, budget: float) -> None:
             mutated = line[:site.col_offset] + repr(new) + line[site.end_col_offset:]
             target.write_text("".join(lines[:site.lineno - 1] + [mutated] + lines[site.lineno:]))
             run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                  *TESTS[module]], cwd=ROOT, env=env, capture_output=True)
+                                  *selection(module)], cwd=ROOT, env=env, capture_output=True)
             verdict = "killed" if run.returncode else "SURVIVED"
             report_lines.append(f"{verdict}: line {site.lineno}: {line.strip()}  ->  {mutated.strip()}")
             print(report_lines[-1], flush=True)
@@ -232,10 +250,11 @@ def main() -> None:
             if left <= 0:
                 break
             work = prepare(module)
+            # mutmut keeps a survivor's verdict: those of an earlier call get a chance against today's tests below
+            earlier = {k for k, v in results(work).items() if v == "survived"}
             if not args.survivors:
                 mutmut(work, "run", "--max-children", str(args.jobs), budget=left)
-            # mutmut keeps a survivor's verdict; tests added since then get their chance here
-            survivors = [k for k, v in results(work).items() if v == "survived"]
+            survivors = [k for k, v in results(work).items() if v == "survived" and k in earlier]
             left = args.budget - (time.monotonic() - start)
             if survivors and left > 0:
                 mutmut(work, "run", "--max-children", str(args.jobs), *survivors, budget=left)

@@ -36,10 +36,6 @@ class ResNeXt(ResNet):
             raise ValueError(f"ResNeXt is built on the bottleneck ResNets: depth must be 50, 101 or 152, got {depth}")
         super().__init__(Bottleneck, _IN_STAGE_DS[depth], groups=cardinality, base_width=bottleneck_width, **kwargs)
         self.cardinality, self.bottleneck_width = cardinality, bottleneck_width
-        widths = [getattr(self, f"layer{i}")[-1].conv3.out_channels for i in range(1, 5)]
-        self.feature_info = [dict(num_chs=64, reduction=2, module="relu")] + [
-            dict(num_chs=c, reduction=4 * 2**i, module=f"layer{i + 1}") for i, c in enumerate(widths)
-        ]
 
 
 def resnext50(cardinality: int = 32, bottleneck_width: int = 4, **kwargs) -> ResNeXt:
