@@ -10,7 +10,7 @@ from conftest import require_peer
 from peers import assert_same_logits
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test: mutation testing maps a constructor to the tests that run it
 def paper():
     torch.manual_seed(0)
     return cnnzoo.create_model("alexnet").eval()
@@ -43,6 +43,8 @@ def test_paper_alexnet_shapes_at_227(paper):
     x = torch.randn(1, 3, 227, 227)
     with torch.no_grad():
         assert model.conv1(x).shape == (1, 96, 55, 55)
+        # no padding at 227 (a pad of 1 also gives 55x55, but other values)
+        assert torch.allclose(model.conv1(x), F.conv2d(x, model.conv1.weight, model.conv1.bias, stride=4))
         assert model.forward_features(x).shape == (1, 256, 6, 6)
         assert model(x).shape == (1, 1000)
     assert sum(isinstance(m, LocalResponseNorm) for m in model.modules()) == 2
@@ -68,7 +70,19 @@ def test_paper_alexnet_init(paper):
         assert torch.all(getattr(model, name).bias == 1)
     for name in ("conv1", "conv3", "fc8"):
         assert torch.all(getattr(model, name).bias == 0)
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
+        assert abs(getattr(model, name).weight.std().item() - 0.01) < 1e-3, name
     assert abs(model.fc6.weight.std().item() - 0.01) < 1e-4
+    default = cnnzoo.create_model("alexnet", init="default")  # PyTorch's: no biases of 1
+    assert not torch.all(default.conv2.bias == 1) and abs(default.fc6.weight.std().item() - 0.01) > 1e-3
+
+
+def test_direct_construction_is_the_paper_network():
+    from cnnzoo.models.alexnet import AlexNet
+
+    model = AlexNet()
+    assert model.conv1.in_channels == 3 and model.fc8.out_features == 1000
+    assert torch.all(model.conv2.bias == 1)  # the paper's init by default
 
 
 def test_dropout_acts_on_fc_outputs_in_the_paper_and_on_inputs_in_torchvision(paper):
@@ -92,5 +106,6 @@ def test_torchvision_weights_give_same_logits():
 def test_paper_alexnet_rejects_other_input_sizes_clearly():
     with torch.device("meta"):
         model = cnnzoo.create_model("alexnet")
-        with pytest.raises(ValueError, match="fc6 needs 6x6 pool5 maps, got 8x8: feed 227x227"):
+        with pytest.raises(ValueError, match=r"^fc6 needs 6x6 pool5 maps, got 8x8: feed 227x227 images \(the paper's "
+                                             r"network\), or build with pool_to=6 \(as alexnet_tv\) for other sizes$"):
             model(torch.zeros(1, 3, 300, 300))

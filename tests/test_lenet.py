@@ -140,5 +140,64 @@ def test_input_normalisation_is_the_papers(name):
 
 
 def test_other_input_sizes_are_a_clear_error():
-    with pytest.raises(ValueError, match="F6 needs 1x1 C5 maps, got 9x9: LeNet-5 takes 32x32 images"):
+    with pytest.raises(ValueError, match=r"^F6 needs 1x1 C5 maps, got 9x9: LeNet-5 takes 32x32 images "
+                                         r"\(pad 28x28 MNIST digits by 2 pixels\)$"):
         cnnzoo.create_model("lenet5")(torch.zeros(1, 1, 64, 64))
+
+
+def test_weights_are_uniform_in_plus_minus_2_4_over_the_fan_in():
+    """Appendix A: every weight (and here every bias) uniform in [-2.4 / F_i, 2.4 / F_i], F_i the unit's fan-in;
+    a subsampling unit sums 4 inputs, so its coefficient and bias get 2.4 / 4. Four models, values over bound."""
+    groups = {"conv and linear biases": [], "subsampling coefficients": [], "subsampling biases": []}
+    for seed in range(4):
+        torch.manual_seed(seed)
+        for m in cnnzoo.create_model("lenet5").modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                bound = 2.4 / m.weight[0].numel()
+                w = m.weight.detach()
+                assert w.abs().max() <= bound and w.max() > 0.7 * bound and w.min() < -0.7 * bound, m
+                groups["conv and linear biases"].append(m.bias.detach() / bound)
+            elif isinstance(m, Subsampling):
+                groups["subsampling coefficients"].append(m.weight.detach() / 0.6)
+                groups["subsampling biases"].append(m.bias.detach() / 0.6)
+    for name, values in groups.items():
+        scaled = torch.cat(values)  # in [-1, 1], spread over all of it
+        assert scaled.abs().max() <= 1 and scaled.max() > 0.9 and scaled.min() < -0.9, name
+
+
+def test_direct_construction_is_the_paper_network_on_one_channel_and_ten_classes():
+    from cnnzoo.models.lenet import LeNet5
+
+    model = LeNet5()
+    assert model.c1.in_channels == 1 and model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+    relu = LeNet5(act_layer=torch.nn.ReLU)
+    assert all(isinstance(m.act, torch.nn.ReLU) for m in (relu.s2, relu.s4, relu))
+
+
+def test_features_are_s2_s4_c5_and_the_head_widths_are_120_and_84():
+    model = cnnzoo.create_model("lenet5").eval()
+    assert model.feature_info == [dict(num_chs=6, reduction=2, module="s2"), dict(num_chs=16, reduction=4, module="s4"),
+                                  dict(num_chs=120, reduction=32, module="c5")]
+    x = torch.zeros(2, 1, 32, 32)
+    features = model.forward_features(x)
+    assert features.shape == (2, model.num_features, 1, 1) and model.num_features == 120
+    assert model.forward_head(features, pre_logits=True).shape == (2, model.head_hidden_size)
+    assert model.head_hidden_size == 84
+    # the Table I connection lists are structure, not weights: a state_dict holds none of them
+    assert not [k for k in model.state_dict() if "inputs" in k or "unsort" in k]
+
+
+def test_reset_classifier_keeps_rbf_units_and_passes_the_pooling_on():
+    model = cnnzoo.create_model("lenet5").double()
+    model.reset_classifier(1)
+    assert isinstance(model.output, RBFOutput) and model.output.weight.dtype == torch.float64
+    model.reset_classifier(0)
+    assert isinstance(model.output, torch.nn.Identity)
+    assert model(torch.zeros(2, 1, 32, 32, dtype=torch.float64)).shape == (2, 84)
+    model.reset_classifier(0, "")
+    assert model.global_pool.is_identity()
+    model.reset_classifier(4, global_pool="avg")
+    assert not model.global_pool.is_identity() and model.output.out_features == 4
+    linear = cnnzoo.create_model("lenet5_simplified")
+    linear.reset_classifier(5)
+    assert isinstance(linear.output, torch.nn.Linear) and linear.output.out_features == 5

@@ -54,6 +54,7 @@ def test_forward_backward_and_head(name):
     model.eval()
     with torch.no_grad():
         feats = model.forward_features(x)
+        assert feats.shape[1] == model.num_features
         pooled = model.forward_head(feats, pre_logits=True)
         assert pooled.shape == (2, model.head_hidden_size)
         assert torch.equal(model.forward_head(feats), model(x))

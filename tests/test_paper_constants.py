@@ -273,7 +273,7 @@ def test_inception_conv_unit_normalises_with_eps_0001_by_hand():
         assert {m.eps for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {1e-3}, name
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test: mutation testing maps a constructor to the tests that run it
 def inception_resnet():
     torch.manual_seed(0)
     return cnnzoo.create_model("inception_resnet_v2")

@@ -35,18 +35,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"
 
-# The generic tests of tests/test_models.py, for the models a family file registers (``generic_tests``): the
-# reference parameter and MAC counts on the meta device (the first test to fail for most wrong channel counts,
-# kernel sizes or strides; mutmut runs a mutant's fastest tests first) and a forward/backward/head check.
+# The generic per-model tests, for the models a family file registers (``generic_tests``): the reference
+# parameter and MAC counts on the meta device (the first test to fail for most wrong channel counts, kernel
+# sizes or strides; mutmut runs a mutant's fastest tests first), a forward/backward/head check, and timm's
+# interface (config, classifier reset, feature_info against the real feature maps).
 SHAPES = "tests/test_models.py::test_params_and_macs_equal_reference"
 GENERIC = ("tests/test_models.py::test_params_and_macs_equal_reference",
-           "tests/test_models.py::test_forward_backward_and_head")
+           "tests/test_models.py::test_forward_backward_and_head",
+           "tests/test_timm_interface.py::test_cfg_reads_as_a_dict_and_names_real_modules",
+           "tests/test_timm_interface.py::test_classifier_and_pool_reset",
+           "tests/test_timm_interface.py::test_forward_intermediates_follow_feature_info")
 
 # The modules that carry paper details, and the test files that check them.
 TESTS: dict[str, list[str]] = {
     "layers/lrn.py": ["tests/test_paper_constants.py", "tests/test_alexnet.py"],
     "layers/drop.py": ["tests/test_paper_constants.py", "tests/test_stochastic_depth.py"],
-    "layers/conv.py": ["tests/test_models.py"],
+    "layers/conv.py": ["tests/test_paper_constants.py", "tests/test_models.py"],
     "layers/separable.py": [SHAPES, "tests/test_xception.py", "tests/test_mobilenet.py"],
     "layers/concat.py": [SHAPES, "tests/test_inception_v4.py", "tests/test_inception_resnet.py"],
     "engine/optim.py": ["tests/test_paper_constants.py", "tests/test_engine_optim.py"],
@@ -74,7 +78,7 @@ TESTS: dict[str, list[str]] = {
 }
 
 def generic_tests(module: str) -> list[str]:
-    """test_models.py's tests of the models registered in ``models/NAME.py`` (test ids with parameters)."""
+    """The GENERIC tests of the models registered in ``models/NAME.py`` (test ids with parameters)."""
     import cnnzoo
 
     names = cnnzoo.list_models(module=module.removeprefix("models/").removesuffix(".py"))
@@ -257,6 +261,8 @@ def main() -> None:
             survivors = [k for k, v in results(work).items() if v == "survived" and k in earlier]
             left = args.budget - (time.monotonic() - start)
             if survivors and left > 0:
+                # mutmut maps new tests to the functions they run, but not tests edited since: map all again
+                (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
                 mutmut(work, "run", "--max-children", str(args.jobs), *survivors, budget=left)
         report(module, show=args.show)
 
