@@ -3,7 +3,8 @@
 For three families (ResNet-50 and DenseNet-121 against torchvision, Xception
 against timm's legacy_xception), both models get the same weights
 (``benchmarks/peers.py``'s ``pair``) and their training steps (forward,
-cross-entropy, backward, SGD update; default settings on both sides) are timed
+cross-entropy, backward, SGD update; each library's defaults: cnnzoo's in the
+trainer's NHWC, the peer's in NCHW) are timed
 in turns at each batch size (input size fixed) and each input size (batch
 fixed). The plot (``benchmarks/scaling.png``) has the step time on log-log axes
 above and the work done per second below (images/s against batch size,
@@ -49,8 +50,8 @@ def step_times(ours: torch.nn.Module, peer: torch.nn.Module, batch: int, side: i
                rounds: int, steps: int) -> dict[str, float]:
     """Median training-step seconds of both models on one batch shape, timed in turns."""
     x = torch.randn(batch, 3, side, side, device=device)
-    turns = peers.alternate_rounds({"ours": make_step(ours, x, "train"), "peer": make_step(peer, x, "train")},
-                                   rounds, steps)
+    mine = make_step(ours, x.contiguous(memory_format=peers.TRAINER_LAYOUT), "train")  # ours as its trainer runs it
+    turns = peers.alternate_rounds({"ours": mine, "peer": make_step(peer, x, "train")}, rounds, steps)
     return {key: statistics.median(t for turn in runs for t in turn) for key, runs in turns.items()}
 
 
@@ -58,7 +59,7 @@ def measure(families, sweep: dict, device: torch.device) -> list[dict]:
     points = []
     for name in families:
         ours, peer = peers.pair(name, sweep["batch_side"])
-        ours, peer = ours.to(device), peer.to(device)
+        ours, peer = ours.to(device, memory_format=peers.TRAINER_LAYOUT), peer.to(device)
         shapes = [("batch", b, b, sweep["batch_side"]) for b in sweep["batches"]]
         shapes += [("side", s, sweep["side_batch"], s) for s in sweep["sides"]]
         for axis, value, batch, side in shapes:
