@@ -9,6 +9,7 @@ network of each family, at a small input.
 import copy
 import functools
 import math
+import os
 
 import pytest
 import torch
@@ -31,8 +32,10 @@ def _cached_meta(name, **kwargs):
 
 
 def meta_model(name, **kwargs):
-    """A fresh copy of ``name`` built once on the meta device (copying is far cheaper than building)."""
-    if kwargs.get("features_only"):
+    """A fresh copy of ``name`` built once on the meta device (copying is far cheaper than building).
+
+    Under mutation testing every test builds its own: mutmut maps a constructor to the tests that run it."""
+    if kwargs.get("features_only") or "MUTANT_UNDER_TEST" in os.environ:
         return _build_meta(name, **kwargs)
     return copy.deepcopy(_cached_meta(name, **kwargs))
 

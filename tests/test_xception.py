@@ -31,7 +31,8 @@ def test_separable_conv_is_depthwise_then_pointwise(mid_act_layer, mid):
 @pytest.mark.parametrize("padding, dilation, side", [(None, 1, 9), (None, 2, 9), (0, 1, 7), (3, 2, 11)])
 def test_separable_conv_pads_to_keep_the_size_unless_told(padding, dilation, side):
     """Default padding dilation * (k - 1) / 2 keeps 9 x 9; an explicit one is used as given."""
-    conv = SeparableConv2d(4, 6, 3, padding=padding, dilation=dilation)
+    conv = SeparableConv2d(4, 6, padding=padding, dilation=dilation)  # 3x3 unless told
+    assert conv.depthwise.kernel_size == (3, 3)
     assert conv(torch.randn(1, 4, 9, 9)).shape[-2:] == (side, side)
 
 
