@@ -83,6 +83,8 @@ def test_direct_construction_is_the_paper_network():
     model = AlexNet()
     assert model.conv1.in_channels == 3 and model.fc8.out_features == 1000
     assert torch.all(model.conv2.bias == 1)  # the paper's init by default
+    split = AlexNet(groups=(3, 1, 2, 1, 1))  # every conv takes its group count
+    assert [m.groups for m in (split.conv1, split.conv2, split.conv3, split.conv4, split.conv5)] == [3, 1, 2, 1, 1]
 
 
 def test_dropout_acts_on_fc_outputs_in_the_paper_and_on_inputs_in_torchvision(paper):

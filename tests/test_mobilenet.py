@@ -95,3 +95,23 @@ def test_timm_mobilenetv1_100_weights_give_same_logits():
     timm = require_peer("timm")
     torch.manual_seed(0)
     assert_same_logits("mobilenet_v1_100_relu6", timm.create_model("mobilenetv1_100"), 64, source="timm")
+
+
+@pytest.mark.parametrize("alpha, top1", [(1.0, 70.6), (0.75, 68.4), (0.5, 63.7), (0.25, 50.6)])
+def test_table_6_accuracy_is_the_registered_error(alpha, top1):
+    assert cnnzoo.model_cfg(ALPHAS[alpha]).top1_err == round(100 - top1, 1)
+    assert cnnzoo.model_cfg(ALPHAS[alpha]).arxiv == "1704.04861"
+
+
+def test_direct_construction_defaults_and_full_conv_layers_keep_their_relu():
+    from cnnzoo.models.mobilenet import scaled
+
+    assert scaled(32, 0.01) == 1 and scaled(32, 0.5) == 16  # at least one channel
+    model = MobileNetV1()  # alpha 1, 1000 classes, 3 channels, no dropout (the paper uses none)
+    assert model.stem.conv.in_channels == 3 and model.dropout.p == 0.0
+    assert count_params(model) == cnnzoo.model_cfg("mobilenet_v1_100").params
+    full = MobileNetV1(separable=False)
+    units = [m for m in full.modules() if isinstance(m, ConvBnAct)]
+    assert len(units) == 14 and all(isinstance(m.act, nn.ReLU) for m in units)  # Table 4's Conv MobileNet
+    relu6 = MobileNetV1(separable=False, act_layer=nn.ReLU6)
+    assert all(isinstance(m.act, nn.ReLU6) for m in relu6.modules() if isinstance(m, ConvBnAct))

@@ -38,6 +38,19 @@ def test_channel_shuffle_transposes_groups():
     x = torch.arange(6.0).view(1, 6, 1, 1)
     assert channel_shuffle(x, 2).flatten().tolist() == [0, 3, 1, 4, 2, 5]
     assert channel_shuffle(x, 3).flatten().tolist() == [0, 2, 4, 1, 3, 5]
+    maps = torch.arange(6.0).view(1, 6, 1, 1) + torch.rand(1, 1, 3, 2)  # each channel's map stays whole
+    assert torch.equal(channel_shuffle(maps, 2), maps[:, [0, 3, 1, 4, 2, 5]])
+
+
+def test_stride_1_unit_adds_its_input_and_shuffles_by_default():
+    """Fig. 2b: relu(x + branch(x)); the shuffle sits after the first 1x1 unless Table 3's "no shuffle" is asked."""
+    torch.manual_seed(0)
+    unit = ShuffleUnit(24, 24, groups=3).eval()
+    assert isinstance(unit.shuffle, torch.nn.Module) and not isinstance(unit.shuffle, torch.nn.Identity)
+    x = torch.randn(2, 24, 5, 5)
+    with torch.no_grad():
+        branch = unit.bn3(unit.conv3(unit.bn2(unit.conv2(unit.shuffle(unit.act1(unit.bn1(unit.conv1(x))))))))
+        assert torch.allclose(unit(x), torch.relu(x + branch), atol=1e-6)
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

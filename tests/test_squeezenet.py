@@ -78,3 +78,19 @@ def test_torchvision_weights_give_same_logits(name):
     torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     assert_same_logits(name, getattr(torchvision.models, name)(), 32, batch=1)
+
+
+def test_release_init_is_xavier_then_gaussian_conv10_and_direct_defaults_are_v1_0():
+    """The release's fillers: Xavier (variance 1 / fan_in) for every conv, N(0, 0.01) for conv10, zero biases."""
+    from cnnzoo.models.squeezenet import SqueezeNet
+
+    torch.manual_seed(0)
+    model = SqueezeNet()  # version 1.0, 1000 classes, 3 channels unless told
+    conv1 = model.features.conv1
+    assert (conv1.in_channels, conv1.out_channels, conv1.kernel_size) == (3, 96, (7, 7))
+    assert model.conv10.weight.shape[0] == 1000
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Conv2d) and m is not model.conv10:
+            assert abs(m.weight.var().item() * m.weight[0].numel() - 1) < 0.25, name
+            assert not m.bias.any(), name
+    assert abs(model.conv10.weight.std().item() - 0.01) < 1e-3 and not model.conv10.bias.any()

@@ -86,6 +86,9 @@ def test_forward_intermediates_follow_feature_info(name):
     assert len(info) >= 3
     reductions = [f["reduction"] for f in info]
     assert reductions == sorted(reductions)  # timm's FeatureInfo requires it
+    assert all(r & (r - 1) == 0 for r in reductions)  # powers of two, timm's convention
+    for f in info:
+        model.get_submodule(f["module"])  # a real module, the last stage's included
     final, maps = model.forward_intermediates(x)
     assert final.shape == model.forward_features(x).shape
     assert len(maps) == len(info)
