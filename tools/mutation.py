@@ -77,6 +77,7 @@ TESTS: dict[str, list[str]] = {
     "models/pyramidnet.py": [SHAPES, "tests/test_pyramidnet.py"],
 }
 
+
 def generic_tests(module: str) -> list[str]:
     """The GENERIC tests of the models registered in ``models/NAME.py`` (test ids with parameters)."""
     import cnnzoo

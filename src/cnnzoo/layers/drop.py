@@ -54,11 +54,11 @@ import torch
 from torch import Tensor, nn
 
 Mode = Literal["batch", "row"]
+Schedule = Literal["linear", "uniform", "linear0"]
 
 # Is fx.symbolic_trace running? (Newer torch tells it from export's tracing; older torch has one flag for both.)
 _fx = torch.fx._symbolic_trace
 _symbolic_tracing = getattr(_fx, "is_fx_symbolic_tracing", _fx.is_fx_tracing)
-Schedule = Literal["linear", "uniform", "linear0"]
 
 
 def survival_probs(num_blocks: int, drop_rate: float, schedule: Schedule = "linear") -> list[float]:
