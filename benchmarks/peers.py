@@ -142,7 +142,8 @@ def speed_rows(names, modes, batch, input_size, rounds, steps, peak, clock) -> l
 
 
 def deploy_rows(names, batch, input_size, rounds, steps, compiled: bool, clock, peak) -> list[str]:
-    head = "| model | deployed img/s | peer eager img/s | deployed / peer | eager ours / peer | deployed GFLOP/s | of peak |"
+    head = ("| model | deployed img/s | peer eager img/s | deployed / peer | eager ours / peer | deployed GFLOP/s |"
+            " of peak |")
     rule = "|---|--:|--:|--:|--:|--:|--:|"
     if compiled:
         head, rule = head + " deployed+compile / peer |", rule + "--:|"
@@ -164,7 +165,8 @@ def deploy_rows(names, batch, input_size, rounds, steps, compiled: bool, clock, 
         extra = f" {t['peer'] / t['compiled']:.3f} |" if compiled else ""
         gflops = 2 * count_macs(ours, size) * batch / t["deployed"] / 1e9
         rows.append(f"| {name} | {batch / t['deployed']:.2f} | {batch / t['peer']:.2f} | "
-                    f"{t['peer'] / t['deployed']:.3f} | {eager} | {gflops:.1f} | {gflops / peak:.1%} |{extra} {diff:.1e} |")
+                    f"{t['peer'] / t['deployed']:.3f} | {eager} | {gflops:.1f} | {gflops / peak:.1%} |{extra} "
+                    f"{diff:.1e} |")
         print(rows[-1], flush=True)
     return rows
 

@@ -26,9 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnzoo
-from cnnzoo.engine.config import TrainConfig
-
-TRAINER_LAYOUT = torch.channels_last if TrainConfig().channels_last else torch.contiguous_format
+from peers import TRAINER_LAYOUT
 
 
 def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -58,23 +58,23 @@ TESTS: dict[str, list[str]] = {
                            "tests/test_data_transforms.py"],
     "weights.py": ["tests/test_weights_strict.py", "tests/test_pretrained.py"],
     "analysis/complexity.py": ["tests/test_analysis_complexity.py", "tests/test_analysis_compare.py"],
-    "models/alexnet.py": [SHAPES, "tests/test_alexnet.py", "tests/test_paper_constants.py"],
-    "models/vgg.py": [SHAPES, "tests/test_vgg.py"],
-    "models/googlenet.py": [SHAPES, "tests/test_googlenet.py", "tests/test_paper_constants.py"],
-    "models/resnet.py": [SHAPES, "tests/test_resnet.py", "tests/test_stochastic_depth.py"],
-    "models/densenet.py": [SHAPES, "tests/test_densenet.py", "tests/test_paper_constants.py"],
-    "models/xception.py": [SHAPES, "tests/test_xception.py"],
-    "models/inception_resnet.py": [SHAPES, "tests/test_inception_resnet.py", "tests/test_paper_constants.py"],
-    "models/polynet.py": [SHAPES, "tests/test_polynet.py"],
-    "models/lenet.py": [SHAPES, "tests/test_lenet.py"],
-    "models/inception_v3.py": [SHAPES, "tests/test_inception_v3.py"],
-    "models/inception_v4.py": [SHAPES, "tests/test_inception_v4.py"],
-    "models/resnext.py": [SHAPES, "tests/test_resnext.py"],
-    "models/squeezenet.py": [SHAPES, "tests/test_squeezenet.py"],
-    "models/mobilenet.py": [SHAPES, "tests/test_mobilenet.py"],
-    "models/efficientnet.py": [SHAPES, "tests/test_efficientnet.py"],
-    "models/shufflenet.py": [SHAPES, "tests/test_shufflenet.py"],
-    "models/pyramidnet.py": [SHAPES, "tests/test_pyramidnet.py"],
+    "models/alexnet.py": ["tests/test_alexnet.py", "tests/test_paper_constants.py"],
+    "models/vgg.py": ["tests/test_vgg.py"],
+    "models/googlenet.py": ["tests/test_googlenet.py", "tests/test_paper_constants.py"],
+    "models/resnet.py": ["tests/test_resnet.py", "tests/test_stochastic_depth.py"],
+    "models/densenet.py": ["tests/test_densenet.py", "tests/test_paper_constants.py"],
+    "models/xception.py": ["tests/test_xception.py"],
+    "models/inception_resnet.py": ["tests/test_inception_resnet.py", "tests/test_paper_constants.py"],
+    "models/polynet.py": ["tests/test_polynet.py"],
+    "models/lenet.py": ["tests/test_lenet.py"],
+    "models/inception_v3.py": ["tests/test_inception_v3.py"],
+    "models/inception_v4.py": ["tests/test_inception_v4.py"],
+    "models/resnext.py": ["tests/test_resnext.py"],
+    "models/squeezenet.py": ["tests/test_squeezenet.py"],
+    "models/mobilenet.py": ["tests/test_mobilenet.py"],
+    "models/efficientnet.py": ["tests/test_efficientnet.py"],
+    "models/shufflenet.py": ["tests/test_shufflenet.py"],
+    "models/pyramidnet.py": ["tests/test_pyramidnet.py"],
 }
 
 
@@ -87,10 +87,8 @@ def generic_tests(module: str) -> list[str]:
 
 
 def selection(module: str) -> list[str]:
-    """The tests to run for ``module``: its ``TESTS`` entry, a family file's SHAPES narrowed to its own models."""
-    if not module.startswith("models/"):
-        return TESTS[module]
-    return generic_tests(module) + [t for t in TESTS[module] if t != SHAPES]
+    """The tests to run for ``module``: a family file's GENERIC tests of its own models, then its ``TESTS`` entry."""
+    return (generic_tests(module) if module.startswith("models/") else []) + TESTS[module]
 
 
 def work_dir(module: str) -> Path:
