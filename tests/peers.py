@@ -15,15 +15,35 @@ from cnnzoo import hub
 from conftest import require_peer
 
 
-def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BN statistics, scales and shifts, so that any mis-mapped BN tensor changes the logits."""
+def randomize_batchnorm(model: torch.nn.Module, calibrate: torch.Tensor | None = None) -> torch.nn.Module:
+    """Non-trivial BN scales, shifts and statistics, so that any mis-mapped BN tensor changes the logits.
+
+    With ``calibrate`` (a batch of inputs), the statistics are those of that batch, layer by layer, as
+    training would leave them: every layer's output then keeps unit scale, so the logits depend on the input
+    and on every layer. Drawn at random instead, they leave a default-initialised deep network's signal to
+    fade until its logits are little more than the classifier's bias, and a wrong input transform, pool or
+    branch can change them by less than a comparison's tolerance.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
+        for m in norms:
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.1, 0.1)
+        if calibrate is not None:
+            modes = [(m, m.training) for m in model.modules()]
+            momenta = [m.momentum for m in norms]
+            model.eval()  # auxiliary heads and dropout stay off; only the norms see the batch
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average: after one batch, that batch's mean and variance
+                m.train()
+            model(calibrate)
+            for m, training in modes:
+                m.training = training
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
     return model
 
 
@@ -34,14 +54,16 @@ def assert_same_logits(name: str, peer: torch.nn.Module, size: int, batch: int =
     Ours is built on the meta device and only then allocated: every tensor it has comes from the
     peer (a strict load), and we skip initialising 100M+ parameters only to overwrite them.
     """
-    peer = randomize_batchnorm(peer).eval()
+    peer = randomize_batchnorm(peer, calibrate=torch.randn(4, 3, size, size)).eval()
     with torch.device("meta"):
         ours = cnnzoo.create_model(name)
     ours = cnnzoo.import_weights(ours.to_empty(device="cpu"), peer.state_dict(), source=source).eval()
     x = torch.randn(batch, 3, size, size)
     with torch.no_grad():
         expected, got = peer(x), ours(x)
-    assert expected.abs().max() > 1e-2, "logits too small to show a difference"
+    # the logits must vary (across classes, and across inputs) by well over the tolerance, or a wrong layer hides
+    assert expected.std() > 10 * tol, "logits too uniform to show a difference"
+    assert batch == 1 or (expected[0] - expected[1]).abs().max() > 10 * tol, "logits hardly depend on the input"
     assert (got - expected).abs().max() <= tol
 
 

@@ -26,15 +26,17 @@ def test_speed_column_is_joined_from_the_results_file(tmp_path):
     path = tmp_path / "speed.csv"
     write_speeds(path, [row("resnet20", 1234.567), row("resnet20", 1.0, mode="train")])
     assert read_speeds(path)["resnet20"]["infer_samples_per_sec"] == "1234.567"
-    table = model_table(path)
+    table = model_table(path, names=["resnet20", "lenet5"])  # README's test builds the whole table
     line = next(l for l in table.splitlines() if l.startswith("| `resnet20`"))
     assert line.endswith("| 8.75 / - | 1234.6 |")
+    assert next(l for l in table.splitlines() if l.startswith("| `lenet5`")).endswith("|  |")  # no row, no speed
     assert "batch 8, 2 thread(s), torch 2.14.1" in table
-    assert model_table(path) == table  # deterministic given the file
+    assert model_table(path, names=["resnet20", "lenet5"]) == table  # deterministic given the file
 
 
 def test_no_results_file_leaves_the_column_empty(tmp_path):
-    table = model_table(tmp_path / "none.csv")
+    table = model_table(tmp_path / "none.csv", names=["resnet20", "lenet5"])
+    assert [l.split()[1] for l in table.splitlines() if l.startswith("| `")] == ["`resnet20`", "`lenet5`"]
     assert all(l.endswith("|  |") for l in table.splitlines() if l.startswith("| `"))
 
 

@@ -24,7 +24,7 @@ def test_imports_torchvisions_published_checkpoint_names():
     """The published .pth files say "norm.1" for "norm1" and, older than PyTorch 0.4, lack num_batches_tracked."""
     torchvision = require_peer("torchvision")
     torch.manual_seed(0)
-    peer = randomize_batchnorm(torchvision.models.densenet121()).eval()
+    peer = randomize_batchnorm(torchvision.models.densenet121(), calibrate=torch.randn(4, 3, 29, 29)).eval()
     old = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v
            for k, v in peer.state_dict().items() if not k.endswith("num_batches_tracked")}
     assert "features.denseblock1.denselayer1.norm.1.weight" in old

@@ -5,8 +5,9 @@ from torch import nn
 import cnnzoo
 from cnnzoo.analysis import count_params
 from cnnzoo.cli import main
-from cnnzoo.models.googlenet import TABLE_1, GoogLeNetOutputs
+from cnnzoo.models.googlenet import TABLE_1, GoogLeNet, GoogLeNetOutputs, Inception, InceptionAux, InceptionNaive
 from conftest import require_peer
+from peers import randomize_batchnorm
 
 
 def meta_model(name, **kwargs):
@@ -67,7 +68,8 @@ def test_aux_heads_run_in_training_only_and_every_parameter_learns():
 
 def test_paper_aux_pool_needs_224_and_says_so():
     model = cnnzoo.create_model("googlenet", aux_logits=True).train()
-    with pytest.raises(ValueError, match=r"need a 4x4 map after their pool, got \(2, 2\).*224x224"):
+    message = r"need a 4x4 map after their pool, got \(2, 2\): the paper's 5x5/3 pool expects a 224x224 input"
+    with pytest.raises(ValueError, match=message):
         model(torch.randn(1, 3, 96, 96))
 
 
@@ -81,12 +83,7 @@ def _randomised_peer(**kwargs):
     torch.manual_seed(0)
     # PyTorch's default init (not torchvision's std 0.01): larger logits, so a wrong layer shows more.
     peer = torchvision.models.googlenet(init_weights=False, **kwargs)
-    with torch.no_grad():  # non-trivial BN statistics, so a mis-mapped buffer shows
-        for m in peer.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    return peer
+    return randomize_batchnorm(peer, calibrate=torch.randn(4, 3, 64, 64))
 
 
 def _loaded(peer, **kwargs):
@@ -152,3 +149,60 @@ def test_cli_compare_with_unknown_model_fails_before_printing(capsys):
     assert main(["info", "googlenet", "--compare", "googlenet_naiv"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "unknown model 'googlenet_naiv'; closest: googlenet_naive" in err
+
+
+def test_transform_input_turns_imagenet_normalised_input_into_minus_one_to_one():
+    """torchvision's weights saw (pixel - 0.5) / 0.5; with transform_input the model takes ImageNet-normalised input."""
+    from cnnzoo.registry import IMAGENET_MEAN, IMAGENET_STD
+
+    pixel = torch.rand(2, 3, 5, 5)
+    normalised = (pixel - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    model = GoogLeNet("torchvision", transform_input=True)
+    torch.testing.assert_close(model._transform_input(normalised), (pixel - 0.5) / 0.5)
+    assert GoogLeNet("torchvision")._transform_input(normalised) is normalised
+    bf16 = model._transform_input(normalised.bfloat16())
+    assert bf16.dtype == torch.bfloat16  # the constants follow the input's dtype: no silent promotion to fp32
+
+
+def test_direct_construction_defaults_are_the_papers():
+    """``GoogLeNet()`` and the module classes on their own default to the paper's settings."""
+    with torch.device("meta"):
+        model, aux = GoogLeNet(), InceptionAux(512, 10)
+        module, naive = Inception(192, *TABLE_1["3a"]), InceptionNaive(192, 64, 128, 32)
+    assert count_params(model) == 6_998_552 and model.fc.out_features == 1000 and model.conv1.conv.in_channels == 3
+    assert isinstance(model.lrn1, nn.LocalResponseNorm)
+    assert module.branch3[1].conv.kernel_size == (5, 5) and naive.branch3.conv.kernel_size == (5, 5)
+    assert isinstance(aux.pool, nn.AvgPool2d) and (aux.pool.kernel_size, aux.pool.stride) == (5, 3)
+    assert aux.dropout.p == 0.7
+
+
+def test_pools_and_dropouts_follow_the_layout_and_the_arguments():
+    paper, tv = meta_model("googlenet", aux_logits=True), meta_model("googlenet_bn", aux_logits=True)
+    assert paper.maxpool4.kernel_size == 3 and tv.maxpool4.kernel_size == 2  # before inception 5a
+    assert (paper.aux1.pool.kernel_size, paper.aux1.pool.stride) == (5, 3)  # Section 5: 5x5 average pool, stride 3
+    assert isinstance(tv.aux1.pool, nn.AdaptiveAvgPool2d)
+    assert (paper.dropout.p, tv.dropout.p, paper.aux2.dropout.p) == (0.4, 0.2, 0.7)
+    chosen = meta_model("googlenet", aux_logits=True, dropout=0.1, dropout_aux=0.5)
+    assert (chosen.dropout.p, chosen.aux1.dropout.p, chosen.aux2.dropout.p) == (0.1, 0.5, 0.5)
+    naive_tv = meta_model("googlenet_bn", inception="naive")
+    assert all(getattr(naive_tv, f"inception{n}").branch3.conv.kernel_size == (3, 3) for n in TABLE_1)
+
+
+def test_paper_init_is_caffes_xavier_with_0_2_conv_biases_and_torchvisions_is_a_small_normal():
+    torch.manual_seed(0)
+    paper, tv = GoogLeNet("paper"), GoogLeNet("torchvision")
+    for m in paper.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            bound = (3 / m.weight[0].numel()) ** 0.5  # uniform, variance 1 / fan_in
+            assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.9 * bound
+            assert torch.all(m.bias == (0.2 if isinstance(m, nn.Conv2d) else 0.0))
+    weights = torch.cat([m.weight.flatten() for m in tv.modules() if isinstance(m, (nn.Conv2d, nn.Linear))])
+    assert weights.std().item() == pytest.approx(0.01, rel=0.01)
+    assert all(torch.all(m.bias == 0) for m in tv.modules() if isinstance(m, nn.Linear))
+
+
+def test_unknown_layout_or_module_kind_is_named():
+    with pytest.raises(ValueError, match="unknown GoogLeNet layout 'caffe': use 'paper' or 'torchvision'"):
+        GoogLeNet("caffe")
+    with pytest.raises(ValueError, match=r"unknown inception 'wide': use 'reduction' \(Fig. 2b\) or 'naive'"):
+        GoogLeNet(inception="wide")

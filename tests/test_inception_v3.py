@@ -65,7 +65,8 @@ def test_torchvision_aux_head_gives_same_aux_logits():
     """With the auxiliary head, in training mode (batch statistics; the head has no dropout), at 299."""
     torchvision = require_peer("torchvision")
     torch.manual_seed(0)
-    peer = randomize_batchnorm(torchvision.models.inception_v3(aux_logits=True, init_weights=False)).train()
+    peer = torchvision.models.inception_v3(aux_logits=True, init_weights=False)
+    peer = randomize_batchnorm(peer, calibrate=torch.randn(2, 3, 299, 299)).train()
     ours = meta_model("inception_v3", aux_logits=True).to_empty(device="cpu")
     ours = cnnzoo.import_weights(ours, peer.state_dict(), source="torchvision").train()
     x = torch.randn(2, 3, 299, 299)

@@ -33,6 +33,8 @@ def reuse_setuptools() -> list[str]:
 
 
 def run(*args, **kwargs):
+    # without the caller's PYTHONPATH: a source tree on it would make pip see cnnzoo installed already
+    kwargs.setdefault("env", {k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600, **kwargs)
     assert result.returncode == 0, f"{args}: {result.stdout[-2000:]}{result.stderr[-3000:]}"
     return result

@@ -84,7 +84,7 @@ def test_file_layout_fits_our_model(name):
 # ---- loading: our logits are the peer's, offline, from the cache the peer library uses --------------------------
 
 FULL = ["resnet18.tv_in1k", "googlenet_bn.tv_in1k", "squeezenet1_1.tv_in1k", "efficientnet_b0.tv_in1k",
-        "xception.tf_in1k", "mobilenet_v1_100.ra4_e3600_r224_in1k"]
+        "xception.tf_in1k", "mobilenet_v1_100_relu6.ra4_e3600_r224_in1k"]
 
 
 @pytest.mark.parametrize("name", FULL)
@@ -92,7 +92,7 @@ def test_pretrained_gives_the_peers_logits_offline(caches, name):
     cfg = hub.get_pretrained_cfg(name)
     _registered(cfg)
     torch.manual_seed(0)
-    peer = randomize_batchnorm(weights_peer(cfg)).eval()
+    peer = randomize_batchnorm(weights_peer(cfg), calibrate=torch.randn(4, 3, 64, 64)).eval()
     cache_weights(cfg, peer.state_dict())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to adapt
@@ -101,7 +101,7 @@ def test_pretrained_gives_the_peers_logits_offline(caches, name):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected = peer(x)
-        assert expected.abs().max() > 1e-2
+        assert expected.std() > 1e-3 and (expected[0] - expected[1]).abs().max() > 1e-3  # varies: a wrong tensor shows
         assert (ours(x) - expected).abs().max() <= 1e-4
 
 
@@ -110,7 +110,7 @@ def test_hub_weights_come_from_the_hugging_face_cache(caches):
     assert cfg.hf_hub_id == "timm/legacy_xception.tf_in1k"
     timm = require_peer("timm")
     torch.manual_seed(0)
-    peer = randomize_batchnorm(timm.create_model("legacy_xception")).eval()
+    peer = randomize_batchnorm(timm.create_model("legacy_xception"), calibrate=torch.randn(4, 3, 64, 64)).eval()
     cache_weights(cfg, peer.state_dict())
     ours = cnnzoo.create_model("xception.tf_in1k", pretrained=True).eval()
     assert not hub.checkpoints_dir().exists()  # read where it is, not copied into torch.hub's folder

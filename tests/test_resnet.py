@@ -2,20 +2,18 @@ import pytest
 import torch
 
 import cnnzoo
+from cnnzoo.analysis import count_params
 from cnnzoo.analysis.complexity import module_macs
+from cnnzoo.models.resnet import BasicBlock, Bottleneck, ResNet
 from conftest import require_peer
+from peers import randomize_batchnorm
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet152"])
 def test_torchvision_weights_give_same_logits(name):
     torchvision = require_peer("torchvision")
     torch.manual_seed(0)
-    peer = getattr(torchvision.models, name)().eval()
-    with torch.no_grad():  # non-trivial BN statistics, so a mis-mapped buffer shows
-        for m in peer.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+    peer = randomize_batchnorm(getattr(torchvision.models, name)(), calibrate=torch.randn(4, 3, 64, 64)).eval()
     ours = cnnzoo.import_weights(cnnzoo.create_model(name), peer.state_dict(), source="torchvision").eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -109,6 +107,9 @@ def test_zero_init_last_starts_every_block_as_its_shortcut(name):
             x = y
         plain = cnnzoo.create_model(name).eval()
         assert plain.layer1[0].residual(stem).abs().max() > 0.1  # the paper's He init: the branch does something
+    blocks = [b for b in model.modules() if isinstance(b, (BasicBlock, Bottleneck))]
+    last, inner = ("bn2", "bn1") if name == "resnet20" else ("bn3", "bn2")  # the last BN of each branch, only
+    assert all(not getattr(b, last).weight.any() and getattr(b, inner).weight.all() for b in blocks)
 
 
 def test_resnet1202_untrained_is_finite_in_eval_mode():
@@ -118,3 +119,40 @@ def test_resnet1202_untrained_is_finite_in_eval_mode():
     with torch.no_grad():
         assert torch.isfinite(cnnzoo.create_model("resnet1202").eval()(x)).all()
         assert not torch.isfinite(cnnzoo.create_model("resnet1202", zero_init_last=False).eval()(x)).all()
+
+
+def test_direct_construction_defaults_are_the_papers_imagenet_layout():
+    """``ResNet(block, layers)`` alone: ImageNet stem, option-B (projection) shortcuts, 1000 classes, RGB."""
+    with torch.device("meta"):
+        model = ResNet(BasicBlock, (2, 2, 2, 2))
+        basic, bottleneck = BasicBlock(64, 64), Bottleneck(256, 64, stride=2)
+    assert count_params(model) == 11_689_512  # ResNet-18's
+    assert model.conv1.kernel_size == (7, 7) and model.conv1.in_channels == 3 and model.fc.out_features == 1000
+    assert isinstance(model.layer2[0].downsample, torch.nn.Sequential)  # a 1x1 projection, not zero padding
+    assert basic.conv1.stride == (1, 1)
+    # the released layout strides the 3x3 (v1.5); plain 64-wide groups of one
+    assert bottleneck.conv1.stride == (1, 1) and bottleneck.conv2.stride == (2, 2)
+    assert (bottleneck.conv2.groups, bottleneck.conv2.in_channels) == (1, 64)
+    x = torch.randn(1, 256, 8, 8)
+    assert Bottleneck(256, 64).eval()(x).shape == x.shape  # no gate given: the block always runs
+
+
+@pytest.mark.parametrize("kwargs", [dict(groups=2), dict(base_width=32)])
+def test_basic_block_refuses_groups_and_widths(kwargs):
+    with pytest.raises(ValueError, match=r"BasicBlock has no groups \(got groups=\d+, base_width=\d+\); grouped "
+                                         r"\(ResNeXt\) blocks are bottlenecks: use Bottleneck"):
+        BasicBlock(64, 64, **kwargs)
+
+
+def test_bottleneck_networks_keep_their_stochastic_depth_gates():
+    with torch.device("meta"):
+        model = cnnzoo.create_model("resnet50", drop_path_rate=0.5)
+    blocks = [b for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for b in stage]
+    assert [b.drop_path.survival_prob for b in blocks] == pytest.approx([1 - l / 16 * 0.5 for l in range(1, 17)])
+
+
+def test_unknown_stem_or_shortcut_is_named():
+    with pytest.raises(ValueError, match="unknown ResNet stem 'CIFAR': use 'imagenet'"):
+        ResNet(BasicBlock, (1, 1, 1), stem="CIFAR")
+    with pytest.raises(ValueError, match="unknown shortcut 'C': use 'A' .* or 'B'"):
+        ResNet(BasicBlock, (1, 1, 1), shortcut="C")

@@ -11,6 +11,7 @@ from cnnzoo.cli import main
 from cnnzoo.layers import SeparableConv2d, StochasticDepth
 from cnnzoo.models.xception import XceptionModule
 from conftest import require_peer
+from peers import randomize_batchnorm
 
 
 def meta_model(name, **kwargs):
@@ -66,14 +67,7 @@ def test_noresidual_drops_exactly_the_shortcuts():
 def test_timm_legacy_xception_weights_give_same_logits():
     timm = require_peer("timm")
     torch.manual_seed(0)
-    peer = timm.create_model("legacy_xception").eval()
-    with torch.no_grad():  # non-trivial BN statistics and affine parameters, so a mis-mapped tensor shows
-        for m in peer.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
+    peer = randomize_batchnorm(timm.create_model("legacy_xception"), calibrate=torch.randn(4, 3, 64, 64)).eval()
     ours = meta_model("xception").to_empty(device="cpu")  # every tensor comes from the peer
     cnnzoo.import_weights(ours, peer.state_dict(), source="timm").eval()
     x = torch.randn(2, 3, 64, 64)

@@ -141,7 +141,7 @@ _TABLE: list[PretrainedCfg] = [
         url="https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/xception-43020ad28.pth"),
     _timm("inception_resnet_v2", "inception_resnet_v2.tf_in1k", 80.434, 95.312, crop_pct=0.8975),
     _timm("inception_v4", "inception_v4.tf_in1k", 80.144, 94.982),
-    _timm("mobilenet_v1_100", "mobilenetv1_100.ra4_e3600_r224_in1k", 75.388, 92.31, size=224,
+    _timm("mobilenet_v1_100_relu6", "mobilenetv1_100.ra4_e3600_r224_in1k", 75.388, 92.31, size=224,
           origin="timm's results-imagenet.csv at 224 (76.088 / 93.006 at its test size 256, crop 0.95)"),
     PretrainedCfg("polynet", "caffe_in1k", "pretrainedmodels", "bsd-3-clause",
                   url="http://data.lip6.fr/cadene/pretrainedmodels/polynet-f71d82a5.pth", input_size=(3, 331, 331),

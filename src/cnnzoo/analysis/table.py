@@ -42,14 +42,16 @@ def _speed_note(rows: list[dict[str, str]]) -> str:
             "re-measure on your machine).")
 
 
-def model_table(speeds: Path | None = SPEEDS) -> str:
-    """Markdown: every registered model with its counted params and MACs, its reference figures and measured speed."""
+def model_table(speeds: Path | None = SPEEDS, names: list[str] | None = None) -> str:
+    """Markdown: every registered model (or those ``names``) with its counted params and MACs, its reference
+    figures and measured speed."""
     speed = read_speeds(speeds)
+    names = list_models() if names is None else names
     rows = [
         "| model | params | GMACs | input | reference | reference top-1 / top-5 err % | img/s |",
         "|---|--:|--:|--:|---|---|--:|",
     ]
-    for name in list_models():
+    for name in names:
         model = meta_model(name)
         cfg = model.default_cfg
         params, gmacs = count_params(model), count_macs(model) / 1e9
@@ -65,7 +67,7 @@ def model_table(speeds: Path | None = SPEEDS) -> str:
         rows.append(
             f"| `{name}` | {params:,} | {gmacs:.3f} | {cfg.img_size} | {', '.join(checks)} | {err} | {img_s} |"
         )
-    used = [speed[n] for n in list_models() if n in speed]
+    used = [speed[n] for n in names if n in speed]
     note = ["", _speed_note(used)] if used else []
     return "\n".join([BEGIN, *rows, *note, END])
 

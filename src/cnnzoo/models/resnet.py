@@ -165,6 +165,10 @@ class ResNet(ImageClassifier):
         zero_init_last: bool = False,
     ):
         super().__init__()
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"unknown ResNet stem {stem!r}: use 'imagenet' (7x7/2 conv, max-pool) or 'cifar' (3x3 conv)")
+        if shortcut not in ("A", "B"):
+            raise ValueError(f"unknown shortcut {shortcut!r}: use 'A' (identity, zero-padded) or 'B' (1x1 projection)")
         self.inplanes = widths[0]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, self.inplanes, 7, stride=2, padding=3, bias=False)
