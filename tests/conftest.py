@@ -146,3 +146,18 @@ def feature_shapes(name: str, size: int, **kwargs):
     names = [info["module"] for info in model.feature_info]
     shapes = {call.name: call.output_shape[1:] for call in trace(model, size).calls if call.name in names}
     return [shapes[n] for n in names], model.feature_info
+
+
+def assert_built_as_registered(cls, name: str, dropout: float) -> None:
+    """``cls()``, with no arguments, is the registered ``name``: the same tensors (1000 classes, RGB input, the
+    paper's widths) and the paper's dropout before the classifier. A family's own defaults are otherwise
+    never exercised: ``create_model`` passes ``num_classes`` and ``in_chans`` itself."""
+    import torch
+
+    with torch.device("meta"):
+        model = cls()
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in meta_model(name).state_dict().items()}
+    assert model.num_classes == 1000 and model.get_classifier().out_features == 1000
+    assert next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).in_channels == 3
+    assert model.dropout.p == dropout

@@ -7,7 +7,8 @@ from torch import nn
 
 import cnnzoo
 from cnnzoo.analysis.memory import saved_activation_bytes
-from cnnzoo.models.densenet import DenseNet
+from cnnzoo.analysis import count_params
+from cnnzoo.models.densenet import DenseLayer, DenseNet
 from conftest import require_peer
 from peers import assert_same_logits, randomize_batchnorm
 
@@ -82,3 +83,18 @@ def test_memory_efficient_keeps_less_for_backward():
     efficient = cnnzoo.create_model("densenet_bc_100_12", memory_efficient=True).train()
     kept, kept_efficient = saved_activation_bytes(plain, x), saved_activation_bytes(efficient, x)
     assert kept_efficient < 0.5 * kept
+
+
+def test_direct_construction_defaults_are_densenet_121():
+    """``DenseNet()`` alone is the paper's DenseNet-121 (k = 32, bn_size 4, theta 0.5, ImageNet stem)."""
+    with torch.device("meta"):
+        model, layer = DenseNet(), DenseLayer(64, 32)
+        torchvision = require_peer("torchvision")
+        assert count_params(model) == count_params(torchvision.models.densenet121()) == 7_978_856
+    assert model.features.conv0.in_channels == 3 and model.fc.out_features == 1000
+    assert layer.conv1.out_channels == 4 * 32 and layer.drop.p == 0.0 and not layer.memory_efficient
+
+
+def test_unknown_stem_is_named():
+    with pytest.raises(ValueError, match="unknown DenseNet stem 'CIFAR': use 'imagenet' .* or 'cifar'"):
+        DenseNet(stem="CIFAR")

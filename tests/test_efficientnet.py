@@ -6,7 +6,7 @@ import cnnzoo
 from cnnzoo.analysis.complexity import meta_model
 from cnnzoo.layers import StochasticDepth
 from cnnzoo.models.efficientnet import MBConv
-from conftest import require_peer
+from conftest import assert_built_as_registered, require_peer
 from peers import assert_same_logits
 
 
@@ -60,3 +60,9 @@ def test_torchvision_efficientnet_b0_weights_give_same_logits():
     torchvision = require_peer("torchvision")
     torch.manual_seed(0)
     assert_same_logits("efficientnet_b0", torchvision.models.efficientnet_b0(), 64)
+
+
+def test_efficientnet_built_directly_is_efficientnet_b0():
+    from cnnzoo.models.efficientnet import EfficientNet
+
+    assert_built_as_registered(EfficientNet, "efficientnet_b0", dropout=0.2)

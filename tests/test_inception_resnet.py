@@ -5,7 +5,7 @@ import cnnzoo
 from cnnzoo.analysis import count_params
 from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.models.inception_resnet import Block8, Block17, Block35, InceptionResNetV2
-from conftest import require_peer
+from conftest import assert_built_as_registered, require_peer
 from peers import randomize_batchnorm
 
 
@@ -105,3 +105,9 @@ def test_paper_variant_has_the_papers_stem():
         assert small(x).shape == (1, 1000)
     with pytest.raises(ValueError, match="unknown stem 'v4'"):
         InceptionResNetV2((1, 1, 1), stem="v4")
+
+
+def test_inceptionresnetv2_built_directly_is_inception_resnet_v2():
+    from cnnzoo.models.inception_resnet import InceptionResNetV2
+
+    assert_built_as_registered(InceptionResNetV2, "inception_resnet_v2", dropout=0.2)

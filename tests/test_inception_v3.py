@@ -11,7 +11,7 @@ from cnnzoo.cli import main
 from cnnzoo.engine.trainer import classification_loss
 from cnnzoo.analysis.complexity import meta_model as analysis_meta_model
 from cnnzoo.models.inception_v3 import InceptionA, InceptionC, InceptionE, InceptionV3Outputs
-from conftest import feature_shapes, meta_model, require_peer
+from conftest import assert_built_as_registered, feature_shapes, meta_model, require_peer
 
 
 def test_release_layout_3_4_2_modules_and_the_grids_of_table_1():
@@ -83,3 +83,9 @@ def test_cli_compare_with_xception_shows_both_papers(capsys):
     got = {r["model"]: (int(r["params"]), round(float(r["gmacs"]), 3), float(r["top1_err"]), float(r["top5_err"]))
            for r in rows}
     assert got == {"xception": (22_855_952, 8.357, 21.0, 5.5), "inception_v3": (23_834_568, 5.713, 21.2, 5.6)}
+
+
+def test_inceptionv3_built_directly_is_inception_v3():
+    from cnnzoo.models.inception_v3 import InceptionV3
+
+    assert_built_as_registered(InceptionV3, "inception_v3", dropout=0.2)

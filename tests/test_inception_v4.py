@@ -7,7 +7,7 @@ from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.layers import ConvBnAct
 from cnnzoo.models.inception_resnet import mixed_6a
 from cnnzoo.models.inception_v4 import DEPTHS, TABLE_1, InceptionC, reduction_a
-from conftest import feature_shapes, meta_model, require_peer
+from conftest import assert_built_as_registered, feature_shapes, meta_model, require_peer
 
 
 def test_figure_9_grids_and_feature_info():
@@ -44,3 +44,9 @@ def test_timm_weights_give_same_logits():
     timm = require_peer("timm")
     torch.manual_seed(0)
     assert_same_logits("inception_v4", timm.create_model("inception_v4"), 75, batch=1, source="timm")
+
+
+def test_inceptionv4_built_directly_is_inception_v4():
+    from cnnzoo.models.inception_v4 import InceptionV4
+
+    assert_built_as_registered(InceptionV4, "inception_v4", dropout=0.2)

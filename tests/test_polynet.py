@@ -12,7 +12,7 @@ from cnnzoo.analysis.stochastic_depth import poly_saved_macs
 from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.engine.insertion import insert_init
 from cnnzoo.models.polynet import KINDS, PolyInception, PolyNet, inception_block
-from conftest import require_peer
+from conftest import assert_built_as_registered, require_peer
 from peers import randomize_batchnorm
 
 
@@ -374,3 +374,9 @@ def test_insert_init_preserves_the_function_with_stochastic_paths():
         seed_gates(deep, 100 + seed)
         with torch.no_grad():
             assert (deep(x) - expected).abs().max() <= 1e-5
+
+
+def test_polynet_built_directly_is_polynet_shared():
+    from cnnzoo.models.polynet import PolyNet
+
+    assert_built_as_registered(PolyNet, "polynet_shared", dropout=0.2)  # the paper's text: F fully shared, beta 0.3

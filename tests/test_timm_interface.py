@@ -66,16 +66,17 @@ def test_classifier_and_pool_reset(name):
     pool_size = model.pretrained_cfg["pool_size"]
     model.reset_classifier(0)
     assert model.num_classes == 0 and isinstance(model.get_classifier(), nn.Identity)
-    assert model(x).shape == (2, model.head_hidden_size)
+    assert model(x).shape == (2, model.head_hidden_size)  # the whole forward once; then the head on its features
+    features = model.forward_features(x)
     model.reset_classifier(0, "")
-    assert model(x).shape == (2, model.num_features, *pool_size)
+    assert model.forward_head(features).shape == (2, model.num_features, *pool_size)
     for pool in ("max", "avgmax"):
         model.reset_classifier(5, pool)
-        assert model(x).shape == (2, 5) and model.num_classes == 5
+        assert model.forward_head(features).shape == (2, 5) and model.num_classes == 5
     with pytest.raises(ValueError, match="needs pooled features"):
         model.reset_classifier(5, "")
     unpooled = meta_model(name, num_classes=0, global_pool="").eval()
-    assert unpooled(x).shape == (2, unpooled.num_features, *pool_size)
+    assert unpooled.forward_head(features).shape == (2, unpooled.num_features, *pool_size)
 
 
 @pytest.mark.parametrize("name", MODELS)

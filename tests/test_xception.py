@@ -10,7 +10,7 @@ from cnnzoo.analysis import count_params
 from cnnzoo.cli import main
 from cnnzoo.layers import SeparableConv2d, StochasticDepth
 from cnnzoo.models.xception import XceptionModule
-from conftest import require_peer
+from conftest import assert_built_as_registered, require_peer
 from peers import randomize_batchnorm
 
 
@@ -120,3 +120,9 @@ def test_cli_reports_expected_middle_flow_depth(capsys):
     out = capsys.readouterr().out
     assert "22,855,952" in out and "8.36 G" in out and "✗" not in out
     assert "8 blocks, expected active E[L~] = 5.75" in out
+
+
+def test_xception_built_directly_is_xception():
+    from cnnzoo.models.xception import Xception
+
+    assert_built_as_registered(Xception, "xception", dropout=0.5)
