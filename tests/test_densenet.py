@@ -93,6 +93,7 @@ def test_direct_construction_defaults_are_densenet_121():
         assert count_params(model) == count_params(torchvision.models.densenet121()) == 7_978_856
     assert model.features.conv0.in_channels == 3 and model.fc.out_features == 1000
     assert layer.conv1.out_channels == 4 * 32 and layer.drop.p == 0.0 and not layer.memory_efficient
+    assert model.features.denseblock1.denselayer1.drop.p == 0.0  # none by default, as torchvision
 
 
 def test_unknown_stem_is_named():

@@ -39,7 +39,7 @@ def test_depths_and_scales_are_arguments():
     assert count_params(paper) == 35_122_184
     assert (len(small.repeat), len(small.repeat_1), len(small.repeat_2) + 1) == (3, 6, 3)
     assert {b.scale for b in small.repeat} == {0.3}
-    with pytest.raises(ValueError, match=r"depths must be three block counts >= 1.*\(3, 0, 3\)"):
+    with pytest.raises(ValueError, match=r"depths must be three block counts >= 1 \(stages A, B, C\), got \(3, 0, 3\)"):
         InceptionResNetV2((3, 0, 3))
 
 
@@ -103,7 +103,7 @@ def test_paper_variant_has_the_papers_stem():
         small = InceptionResNetV2((1, 1, 1), stem="paper").eval()
         assert small.stem(x).shape == (1, 384, 35, 35)
         assert small(x).shape == (1, 1000)
-    with pytest.raises(ValueError, match="unknown stem 'v4'"):
+    with pytest.raises(ValueError, match="unknown stem 'v4': use 'released' or 'paper'"):
         InceptionResNetV2((1, 1, 1), stem="v4")
 
 
@@ -111,3 +111,15 @@ def test_inceptionresnetv2_built_directly_is_inception_resnet_v2():
     from cnnzoo.models.inception_resnet import InceptionResNetV2
 
     assert_built_as_registered(InceptionResNetV2, "inception_resnet_v2", dropout=0.2)
+
+
+def test_blocks_alone_are_the_releases_unscaled_blocks():
+    """``Block35()``, ``Block17()``, ``Block8()``: the release's widths, scale 1, a ReLU after the sum (not in place:
+    a dropped block returns its input itself), no gate."""
+    with torch.device("meta"):
+        blocks = Block35(), Block17(), Block8()
+    assert [b.conv2d.out_channels for b in blocks] == [320, 1088, 2080]
+    assert [b.branch0.conv.in_channels for b in blocks] == [320, 1088, 2080]
+    assert all(b.scale == 1.0 and b.drop_path is None for b in blocks)
+    assert all(isinstance(b.act, torch.nn.ReLU) and not b.act.inplace for b in blocks)
+    assert all(b.conv2d.bias is not None for b in blocks)  # the release's final 1x1 of each block has a bias

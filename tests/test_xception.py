@@ -60,7 +60,7 @@ def test_noresidual_drops_exactly_the_shortcuts():
     x = torch.randn(1, 728, 5, 5)
     with torch.no_grad():
         assert torch.equal(module(x), module.branch(x))
-    with pytest.raises(ValueError, match="drop_path_rate=0.5 needs residual connections"):
+    with pytest.raises(ValueError, match="drop_path_rate=0.5 needs residual connections; use residual=True"):
         cnnzoo.create_model("xception_noresidual", drop_path_rate=0.5)
 
 
@@ -126,3 +126,18 @@ def test_xception_built_directly_is_xception():
     from cnnzoo.models.xception import Xception
 
     assert_built_as_registered(Xception, "xception", dropout=0.5)
+
+
+def test_module_defaults_are_a_middle_flow_module():
+    """``XceptionModule(c, widths)`` alone: stride 1, ReLU first (not in place: the shortcut reads the input),
+    an identity shortcut, BN with PyTorch's epsilon (timm's weights were evaluated with it)."""
+    module = XceptionModule(728, (728, 728, 728))
+    first = module.branch[0]
+    assert isinstance(first, nn.ReLU) and not first.inplace
+    assert all(m.inplace for m in module.branch[1:] if isinstance(m, nn.ReLU))
+    assert not any(isinstance(m, nn.MaxPool2d) for m in module.branch)
+    assert module.residual and module.shortcut is None and module.drop_path is None
+    assert all(m.eps == 1e-5 for m in module.modules() if isinstance(m, nn.BatchNorm2d))
+    x = torch.randn(1, 728, 5, 5)
+    with torch.no_grad():
+        assert torch.equal(module.eval()(x), x + module.branch(x))
