@@ -148,7 +148,8 @@ class DenseNet(ImageClassifier):
     ):
         super().__init__()
         if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"unknown DenseNet stem {stem!r}: use 'imagenet' (7x7/2 conv, max-pool) or 'cifar' (3x3 conv)")
+            raise ValueError(f"unknown DenseNet stem {stem!r}: use 'imagenet' (7x7/2 conv, max-pool) "
+                             "or 'cifar' (3x3 conv)")
         if stem == "imagenet":
             layers = OrderedDict(
                 conv0=nn.Conv2d(in_chans, num_init_features, 7, stride=2, padding=3, bias=False),

@@ -166,7 +166,8 @@ class ResNet(ImageClassifier):
     ):
         super().__init__()
         if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"unknown ResNet stem {stem!r}: use 'imagenet' (7x7/2 conv, max-pool) or 'cifar' (3x3 conv)")
+            raise ValueError(f"unknown ResNet stem {stem!r}: use 'imagenet' (7x7/2 conv, max-pool) "
+                             "or 'cifar' (3x3 conv)")
         if shortcut not in ("A", "B"):
             raise ValueError(f"unknown shortcut {shortcut!r}: use 'A' (identity, zero-padded) or 'B' (1x1 projection)")
         self.inplanes = widths[0]
