@@ -10,6 +10,15 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "cnnzoo", *args], capture_output=True, text=True)
 
 
+def main_status(args, capsys) -> tuple[int, str]:
+    """``cnnzoo ARGS`` in this process: its exit status (returned, or argparse's SystemExit) and its stderr."""
+    try:
+        status = main(args)
+    except SystemExit as e:
+        status = e.code
+    return status, capsys.readouterr().err
+
+
 def test_info_resnet50_matches_reference(capsys):
     assert main(["info", "resnet50"]) == 0
     out = capsys.readouterr().out
@@ -43,11 +52,18 @@ def test_list_prints_one_model_a_line(capsys):
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_bad_input_is_one_line_and_status_2(args, message):
-    result = run_cli(*args)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_input_is_one_line_and_status_2(args, message, capsys):
+    status, err = main_status(args, capsys)
+    assert status == 2
+    assert err.count("\n") == 1 and message in err
+
+
+def test_bad_input_from_a_real_process_is_one_line_and_status_2():
+    """What the shell sees (the in-process checks above cover every kind of bad input)."""
+    result = run_cli("info", "resnt50")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("cnnzoo: error: unknown model 'resnt50'; closest: resnet50")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
 def test_version_is_the_package_version():
@@ -71,10 +87,10 @@ def test_a_closed_pipe_ends_quietly():
     ["eval", "--checkpoint", "/nonexistent/run"],
     ["export", "resnet18", "--checkpoint", "/nonexistent/weights.safetensors"],
 ])
-def test_missing_checkpoint_is_status_2(args):
-    result = run_cli(*args)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "'/nonexistent/" in result.stderr and "does not exist" in result.stderr
+def test_missing_checkpoint_is_status_2(args, capsys):
+    status, err = main_status(args, capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "'/nonexistent/" in err and "does not exist" in err
 
 
 def test_every_subcommand_is_listed_in_help():
