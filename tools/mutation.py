@@ -77,6 +77,7 @@ TESTS: dict[str, list[str]] = {
     "models/efficientnet.py": ["tests/test_efficientnet.py"],
     "models/shufflenet.py": ["tests/test_shufflenet.py"],
     "models/pyramidnet.py": ["tests/test_pyramidnet.py"],
+    "models/base.py": ["tests/test_timm_interface.py"],  # the timm interface every family inherits
 }
 
 
