@@ -97,5 +97,6 @@ def test_direct_construction_defaults_are_densenet_121():
 
 
 def test_unknown_stem_is_named():
-    with pytest.raises(ValueError, match="unknown DenseNet stem 'CIFAR': use 'imagenet' .* or 'cifar'"):
+    message = r"unknown DenseNet stem 'CIFAR': use 'imagenet' \(7x7/2 conv, max-pool\) or 'cifar' \(3x3 conv\)"
+    with pytest.raises(ValueError, match=message):
         DenseNet(stem="CIFAR")

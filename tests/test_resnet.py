@@ -152,7 +152,9 @@ def test_bottleneck_networks_keep_their_stochastic_depth_gates():
 
 
 def test_unknown_stem_or_shortcut_is_named():
-    with pytest.raises(ValueError, match="unknown ResNet stem 'CIFAR': use 'imagenet'"):
+    message = r"unknown ResNet stem 'CIFAR': use 'imagenet' \(7x7/2 conv, max-pool\) or 'cifar' \(3x3 conv\)"
+    with pytest.raises(ValueError, match=message):
         ResNet(BasicBlock, (1, 1, 1), stem="CIFAR")
-    with pytest.raises(ValueError, match="unknown shortcut 'C': use 'A' .* or 'B'"):
+    message = r"unknown shortcut 'C': use 'A' \(identity, zero-padded\) or 'B' \(1x1 projection\)"
+    with pytest.raises(ValueError, match=message):
         ResNet(BasicBlock, (1, 1, 1), shortcut="C")
