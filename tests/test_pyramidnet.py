@@ -66,8 +66,10 @@ def test_stochastic_depth_drops_whole_branches():
 
 
 def test_bad_depth_is_one_line_error():
-    with pytest.raises(ValueError, match="6n \\+ 2 layers; 111 is not"):
+    with pytest.raises(ValueError, match="a CIFAR PyramidNet with basic blocks has 6n \\+ 2 layers; 111 is not"):
         _cifar_pyramidnet(111, 48)
+    with pytest.raises(ValueError, match="with bottleneck blocks has 9n \\+ 2 layers; 110 is not"):
+        _cifar_pyramidnet(110, 48, bottleneck=True)
 
 
 def test_info_shows_the_papers_1_7_m(capsys):
@@ -75,3 +77,21 @@ def test_info_shows_the_papers_1_7_m(capsys):
     out = capsys.readouterr().out
     assert any("1.7 M" in line and "paper 1.7 M" in line and "✓ match" in line for line in out.splitlines())
     assert "4.58%" in out
+
+
+def test_direct_construction_defaults_are_the_cifar_network():
+    """``PyramidNet(layers, alpha)`` alone: basic blocks, the CIFAR stem, 10 classes, RGB, no dropout;
+    the blocks alone keep their stride 1 and always run."""
+    from cnnzoo.models.pyramidnet import PyramidBottleneck, PyramidNet
+
+    with torch.device("meta"):
+        model = PyramidNet((18, 18, 18), 48)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in meta_model("pyramidnet110_a48").state_dict().items()}
+    assert model.fc.out_features == 10 and model.stem[0].in_channels == 3 and model.dropout.p == 0.0
+    basic, bottleneck = PyramidBasicBlock(16, 20), PyramidBottleneck(16, 20)
+    assert basic.stride == bottleneck.stride == 1
+    x = torch.randn(2, 16, 8, 8)
+    assert basic.eval()(x).shape == (2, 20, 8, 8) and bottleneck.eval()(x).shape == (2, 80, 8, 8)
+    with pytest.raises(ValueError, match="unknown PyramidNet stem 'svhn': use 'cifar' or 'imagenet'"):
+        PyramidNet((1, 1, 1), 48, stem="svhn")
