@@ -68,8 +68,8 @@ def test_stochastic_depth_drops_whole_branches():
 def test_bad_depth_is_one_line_error():
     with pytest.raises(ValueError, match="a CIFAR PyramidNet with basic blocks has 6n \\+ 2 layers; 111 is not"):
         _cifar_pyramidnet(111, 48)
-    with pytest.raises(ValueError, match="with bottleneck blocks has 9n \\+ 2 layers; 110 is not"):
-        _cifar_pyramidnet(110, 48, bottleneck=True)
+    with pytest.raises(ValueError, match="with bottleneck blocks has 9n \\+ 2 layers; 111 is not"):
+        _cifar_pyramidnet(111, 48, bottleneck=True)
 
 
 def test_info_shows_the_papers_1_7_m(capsys):
