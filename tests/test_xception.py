@@ -82,6 +82,7 @@ def test_middle_flow_stochastic_depth_settings():
     assert gates == [m.drop_path for m in model.middle_flow]  # the eight identity-shortcut modules only
     assert [g.survival_prob for g in gates] == pytest.approx([1 - l / 8 * 0.5 for l in range(1, 9)])
     assert all(g.mode == "row" and g.inverted for g in gates)
+    assert all(g.stream is model.gate_stream for g in gates)  # the model's one stream: seed_gates(model) reaches them
     uniform = meta_model("xception", drop_path_rate=0.2, drop_path_schedule="uniform")
     assert all(m.drop_path.survival_prob == pytest.approx(0.8) for m in uniform.middle_flow)
 
