@@ -142,3 +142,12 @@ def test_module_defaults_are_a_middle_flow_module():
     x = torch.randn(1, 728, 5, 5)
     with torch.no_grad():
         assert torch.equal(module.eval()(x), x + module.branch(x))
+
+
+@pytest.mark.parametrize("widths, stride", [((128, 128), 1), ((64, 64), 2)])
+def test_a_module_that_changes_width_or_size_projects_its_shortcut(widths, stride):
+    module = XceptionModule(64, widths, stride=stride).eval()
+    assert isinstance(module.shortcut[0], nn.Conv2d) and module.shortcut[0].stride == (stride, stride)
+    x = torch.randn(1, 64, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(module(x), module.shortcut(x) + module.branch(x))
