@@ -50,3 +50,12 @@ def test_inceptionv4_built_directly_is_inception_v4():
     from cnnzoo.models.inception_v4 import InceptionV4
 
     assert_built_as_registered(InceptionV4, "inception_v4", dropout=0.2)
+
+
+def test_stem_alone_takes_rgb_and_gives_384_maps_at_35():
+    from cnnzoo.models.inception_v4 import Stem
+
+    with torch.device("meta"):
+        stem = Stem()
+    assert stem.conv2d_1a.conv.in_channels == 3
+    assert stem(torch.empty(1, 3, 299, 299, device="meta")).shape == (1, 384, 35, 35)  # Figure 3
