@@ -50,7 +50,9 @@ def test_aux_head_runs_in_training_only_and_its_loss_is_added():
 
 def test_aux_head_says_what_input_it_needs():
     model = analysis_meta_model("inception_v3", aux_logits=True).train()
-    with pytest.raises(ValueError, match=r"17x17 map or larger \(a 299x299 input\), got \(8, 8\)"):
+    message = (r"the auxiliary head needs a 17x17 map or larger \(a 299x299 input\), got \(8, 8\); "
+               r"build with aux_logits=False or feed larger images")
+    with pytest.raises(ValueError, match=message):
         model(torch.zeros(2, 3, 160, 160, device="meta"))
 
 
@@ -89,3 +91,20 @@ def test_inceptionv3_built_directly_is_inception_v3():
     from cnnzoo.models.inception_v3 import InceptionV3
 
     assert_built_as_registered(InceptionV3, "inception_v3", dropout=0.2)
+
+
+def test_tf_slim_init_truncated_normals():
+    """Truncated at two standard deviations: std 0.1 (0.01 and 0.001 in the auxiliary head), biases zero."""
+    from cnnzoo.models.inception_v3 import InceptionV3
+
+    torch.manual_seed(0)
+    model = InceptionV3(aux_logits=True)
+    aux = {id(model.AuxLogits.conv1.conv.weight): 0.01, id(model.AuxLogits.fc.weight): 0.001}
+    main_weights = [m.weight.flatten() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+                    and id(m.weight) not in aux]
+    truncated = 0.8796  # the std of a standard normal truncated at +-2
+    for weights, std in [(torch.cat(main_weights), 0.1), (model.AuxLogits.conv1.conv.weight, 0.01),
+                         (model.AuxLogits.fc.weight, 0.001)]:
+        assert weights.abs().max() <= 2 * std and weights.abs().max() > 1.9 * std
+        assert weights.std().item() == pytest.approx(truncated * std, rel=0.03)
+    assert not model.fc.bias.any() and not model.AuxLogits.fc.bias.any()
