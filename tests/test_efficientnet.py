@@ -66,3 +66,26 @@ def test_efficientnet_built_directly_is_efficientnet_b0():
     from cnnzoo.models.efficientnet import EfficientNet
 
     assert_built_as_registered(EfficientNet, "efficientnet_b0", dropout=0.2)
+
+
+def test_reference_init_and_bn_momentum():
+    """The reference code: conv weights normal with std sqrt(2 / fan_out), the classifier uniform in
+    +-1/sqrt(classes) with zero bias; BN momentum 0.99 in TF's convention (0.01 in PyTorch's), eps 1e-5."""
+    torch.manual_seed(0)
+    model = cnnzoo.create_model("efficientnet_b0", num_classes=100)
+    bound = 100 ** -0.5
+    assert model.fc.weight.abs().max() <= bound and model.fc.weight.abs().max() > 0.99 * bound
+    assert not model.fc.bias.any()
+    conv = model.head.conv  # 320 -> 1280, 1x1: fan_out 1280
+    assert conv.weight.std().item() == pytest.approx((2 / 1280) ** 0.5, rel=0.02)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.01 and m.eps == 1e-5 for m in norms)
+
+
+def test_a_block_alone_is_never_dropped_and_adds_its_input():
+    block = MBConv(16, 16, 6, 3, 1).eval()
+    assert block.drop_path.survival_prob == 1.0 and block.drop_path.mode == "row" and block.drop_path.inverted
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(block(x), x + block.branch(x))
+    assert MBConv(16, 24, 6, 3, 1).drop_path is None  # no residual, nothing to drop
