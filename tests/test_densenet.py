@@ -100,3 +100,13 @@ def test_unknown_stem_is_named():
     message = r"unknown DenseNet stem 'CIFAR': use 'imagenet' \(7x7/2 conv, max-pool\) or 'cifar' \(3x3 conv\)"
     with pytest.raises(ValueError, match=message):
         DenseNet(stem="CIFAR")
+
+
+def test_settings_reach_every_dense_layer_and_the_cifar_stem_keeps_the_size():
+    with torch.device("meta"):
+        model = DenseNet(growth_rate=12, block_config=(2, 2, 2), num_init_features=24, bn_size=2, drop_rate=0.2,
+                         stem="cifar", num_classes=10)
+    layers = [m for m in model.modules() if isinstance(m, DenseLayer)]
+    assert len(layers) == 6 and all(l.conv1.out_channels == 2 * 12 and l.drop.p == 0.2 for l in layers)
+    # the CIFAR stem is a padded 3x3 conv: 32 -> 32, then two transitions halve it twice (Section 3)
+    assert model.forward_features(torch.empty(1, 3, 32, 32, device="meta")).shape[-2:] == (8, 8)
