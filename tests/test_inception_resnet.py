@@ -123,3 +123,18 @@ def test_blocks_alone_are_the_releases_unscaled_blocks():
     assert all(b.scale == 1.0 and b.drop_path is None for b in blocks)
     assert all(isinstance(b.act, torch.nn.ReLU) and not b.act.inplace for b in blocks)
     assert all(b.conv2d.bias is not None for b in blocks)  # the release's final 1x1 of each block has a bias
+    x = torch.randn(2, 320, 5, 5)
+    block = Block35().eval()
+    with torch.no_grad():
+        assert torch.equal(block(x), torch.relu(x + block.transform(x)))  # act(x + 1.0 * F(x))
+
+
+def test_reductions_alone_take_the_releases_widths():
+    from cnnzoo.layers import ConvBnAct
+    from cnnzoo.models.inception_resnet import mixed_6a, mixed_7a
+
+    with torch.device("meta"):
+        reduction_a, reduction_b = mixed_6a(ConvBnAct), mixed_7a(ConvBnAct)
+    assert reduction_a.branch0.conv.in_channels == 320 and reduction_b.branch0[0].conv.in_channels == 1088
+    assert reduction_a(torch.empty(1, 320, 35, 35, device="meta")).shape == (1, 1088, 17, 17)
+    assert reduction_b(torch.empty(1, 1088, 17, 17, device="meta")).shape == (1, 2080, 8, 8)
