@@ -169,7 +169,8 @@ class ResNet(ImageClassifier):
             raise ValueError(f"unknown ResNet stem {stem!r}: use 'imagenet' (7x7/2 conv, max-pool) "
                              "or 'cifar' (3x3 conv)")
         if shortcut not in ("A", "B"):
-            raise ValueError(f"unknown shortcut {shortcut!r}: use 'A' (identity, zero-padded) or 'B' (1x1 projection)")
+            raise ValueError(f"unknown shortcut {shortcut!r}: use 'A' (identity, zero-padded) "
+                             "or 'B' (1x1 projection)")
         self.inplanes = widths[0]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, self.inplanes, 7, stride=2, padding=3, bias=False)
