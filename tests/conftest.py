@@ -161,3 +161,19 @@ def assert_built_as_registered(cls, name: str, dropout: float) -> None:
     assert model.num_classes == 1000 and model.get_classifier().out_features == 1000
     assert next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).in_channels == 3
     assert model.dropout.p == dropout
+
+
+def assert_every_conv_built_by_conv_block(cls, **kwargs) -> None:
+    """``cls(conv_block=...)`` builds every convolution through the given builder (a subclass of the default
+    ``ConvBnAct`` here), so a user's conv-BN-activation reaches every module, the stem and the reductions too."""
+    import torch
+
+    from cnnzoo.layers import ConvBnAct
+
+    class Tagged(ConvBnAct):
+        pass
+
+    with torch.device("meta"):
+        model = cls(conv_block=Tagged, **kwargs)
+    convs = {id(m) for m in model.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert convs and convs == {id(m.conv) for m in model.modules() if isinstance(m, Tagged)}

@@ -11,7 +11,8 @@ from cnnzoo.cli import main
 from cnnzoo.engine.trainer import classification_loss
 from cnnzoo.analysis.complexity import meta_model as analysis_meta_model
 from cnnzoo.models.inception_v3 import InceptionA, InceptionC, InceptionE, InceptionV3Outputs
-from conftest import assert_built_as_registered, feature_shapes, meta_model, require_peer
+from conftest import (assert_built_as_registered, assert_every_conv_built_by_conv_block, feature_shapes, meta_model,
+                      require_peer)
 
 
 def test_release_layout_3_4_2_modules_and_the_grids_of_table_1():
@@ -108,3 +109,9 @@ def test_tf_slim_init_truncated_normals():
         assert weights.abs().max() <= 2 * std and weights.abs().max() > 1.9 * std
         assert weights.std().item() == pytest.approx(truncated * std, rel=0.03)
     assert not model.fc.bias.any() and not model.AuxLogits.fc.bias.any()
+
+
+def test_conv_block_reaches_every_convolution():
+    from cnnzoo.models.inception_v3 import InceptionV3
+
+    assert_every_conv_built_by_conv_block(InceptionV3, aux_logits=True)

@@ -7,7 +7,8 @@ from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.layers import ConvBnAct
 from cnnzoo.models.inception_resnet import mixed_6a
 from cnnzoo.models.inception_v4 import DEPTHS, TABLE_1, InceptionC, reduction_a
-from conftest import assert_built_as_registered, feature_shapes, meta_model, require_peer
+from conftest import (assert_built_as_registered, assert_every_conv_built_by_conv_block, feature_shapes, meta_model,
+                      require_peer)
 
 
 def test_figure_9_grids_and_feature_info():
@@ -59,3 +60,9 @@ def test_stem_alone_takes_rgb_and_gives_384_maps_at_35():
         stem = Stem()
     assert stem.conv2d_1a.conv.in_channels == 3
     assert stem(torch.empty(1, 3, 299, 299, device="meta")).shape == (1, 384, 35, 35)  # Figure 3
+
+
+def test_conv_block_reaches_every_convolution():
+    from cnnzoo.models.inception_v4 import InceptionV4
+
+    assert_every_conv_built_by_conv_block(InceptionV4)

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from cnnzoo.analysis.complexity import module_macs
 from cnnzoo.analysis.stochastic_depth import poly_saved_macs
 from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.engine.insertion import insert_init
-from cnnzoo.models.polynet import KINDS, PolyInception, PolyNet, inception_block
+from cnnzoo.models.polynet import KINDS, PolyConvBnAct, PolyInception, PolyNet, inception_block
 from conftest import assert_built_as_registered, require_peer
 from peers import randomize_batchnorm
 
@@ -171,6 +172,7 @@ def test_path_schedule_over_modules():
     probs = [{g.survival_prob for g in m.drop_paths} for m in modules]
     assert all(len(p) == 1 for p in probs)  # every path of module l has p_l
     assert [p.pop() for p in probs] == pytest.approx([1 - l / 40 * 0.5 for l in range(1, 41)])
+    assert all(g.stream is model.gate_stream for m in modules for g in m.drop_paths)  # seed_gates(model) reaches them
 
 
 def test_released_per_stage_parameters():
@@ -220,7 +222,20 @@ def test_ablation_costs_follow_the_formulas():
         assert count_macs(meta(f"polynet_363_b_{kind}"), 75) - base_macs == extra_evals * f_macs
 
 
+def test_each_module_takes_its_own_beta_in_order():
+    with torch.device("meta"):
+        model = PolyNet((1, 1, 1), ("2-way",) * 3, beta=[0.1, 0.2, 0.3])
+    assert [m.beta for m in model.modules_in_order()] == [0.1, 0.2, 0.3]
+
+
 def test_builder_errors_are_clear():
+    with pytest.raises(ValueError, match=r"^depths must be three module counts >= 1 \(stages A, B, C\), got \(1, 1\)$"):
+        PolyNet((1, 1), ("2-way",) * 3)
+    with pytest.raises(ValueError, match=r"^depths must be three module counts >= 1 \(stages A, B, C\), got \(1, 0, 1\)$"):
+        PolyNet((1, 0, 1), ("2-way",) * 3)
+    with pytest.raises(ValueError, match=r"^kinds must give stages A, B, C a kind or a list of kinds each, "
+                                         r"got \('2-way', '2-way'\)$"):
+        PolyNet((1, 1, 1), ("2-way",) * 2)
     with pytest.raises(ValueError, match="unknown PolyInception kind 'poly-4'"):
         PolyNet((1, 1, 1), ("2-way", "poly-4", "2-way"))
     with pytest.raises(ValueError, match=r"beta must be one number or one per module \(3\), got 2 values"):
@@ -276,9 +291,14 @@ def test_info_reports_paths_and_their_saving(capsys):
 def test_insert_init_old_import_path_still_works_with_a_warning():
     import cnnzoo.models.polynet as polynet
 
-    with pytest.warns(DeprecationWarning, match="cnnzoo.engine.insertion"):
+    with pytest.warns(DeprecationWarning) as record:
         old = polynet.insert_init
     assert old is insert_init
+    assert [str(w.message) for w in record] == [
+        "cnnzoo.models.polynet.insert_init moved to cnnzoo.engine.insertion.insert_init"]
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    with pytest.raises(AttributeError, match=r"^module 'cnnzoo.models.polynet' has no attribute 'nothing'$"):
+        polynet.nothing
 
 
 KINDS_OF_RELEASE = {"InceptionResNetA2Way": "2-way", "InceptionResNetB2Way": "2-way", "InceptionResNetC2Way": "2-way",
@@ -312,6 +332,23 @@ def test_residual_scale_paper_or_released():
     assert {m.beta for m in meta(cfg.model, **cfg.model_kwargs).modules_in_order()} == {0.3}
     with pytest.raises(ValueError, match="residual_scale must be 'released' or a number"):
         meta("polynet", residual_scale="paper")
+
+
+def test_residual_scale_is_a_number_in_0_1_or_released():
+    from cnnzoo.layers import DropPathSpec
+    from cnnzoo.models.polynet import RELEASED_BETAS, very_deep_betas
+
+    assert (very_deep_betas(1, None), very_deep_betas(0.3, None)) == (1.0, 0.3)
+    for bad in (0, 1.5, True, "paper"):
+        with pytest.raises(ValueError, match=rf"^residual_scale must be 'released' or a number in \(0, 1\], "
+                                             rf"got {re.escape(repr(bad))}$"):
+            very_deep_betas(bad, None)
+    assert very_deep_betas("released", DropPathSpec(0.0)) == RELEASED_BETAS  # no stochastic paths: no clash
+    with pytest.raises(ValueError) as error:
+        very_deep_betas("released", DropPathSpec(0.3))
+    assert str(error.value) == ("the released residual scales (1.0 falling to 0.7) already include stochastic paths'"
+                                " evaluation scaling, which drop_path_rate would apply twice: add"
+                                " drop_path_inverted=True, or use residual_scale=0.3 (the paper's beta)")
 
 
 def test_released_scales_are_not_applied_twice_with_stochastic_paths():
@@ -383,3 +420,46 @@ def test_polynet_built_directly_is_polynet_shared():
     from cnnzoo.models.polynet import PolyNet
 
     assert_built_as_registered(PolyNet, "polynet_shared", dropout=0.2)  # the paper's text: F fully shared, beta 0.3
+
+
+def test_stem_alone_takes_rgb_and_gives_384_maps_at_35():
+    from cnnzoo.models.polynet import Stem
+
+    with torch.device("meta"):
+        stem = Stem()
+    assert stem.conv1[0].conv.in_channels == 3
+    assert stem(torch.empty(1, 3, 299, 299, device="meta")).shape == (1, 384, 35, 35)
+
+
+def test_per_order_batch_norm_serves_each_order_its_own_statistics():
+    torch.manual_seed(0)
+    layer = PolyConvBnAct(3, 4, 1, orders=2).eval()
+    layer.bn[1].running_mean.fill_(-1.0)
+    x = torch.randn(1, 3, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(layer(x, 1), F.relu(layer.bn[1](layer.conv(x))))
+        assert torch.equal(layer(x, 0), F.relu(layer.bn[0](layer.conv(x))))
+        assert not torch.equal(layer(x, 1), layer(x, 0))
+    shared = PolyConvBnAct(3, 4, 1).eval()  # one BN for every order ("full" sharing)
+    with torch.no_grad():
+        assert torch.equal(shared(x, 2), shared(x, 0))
+
+
+def test_an_ablation_entry_is_named_documented_and_built_from_its_stage(monkeypatch):
+    from cnnzoo import registry
+    from cnnzoo.models.polynet import _register_ablation
+
+    for table in ("_MODELS", "_CFGS", "_MODULES"):  # a private registry: the real one is left as it was
+        monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
+    _register_ablation((1, 2, 1), "B", "mpoly-2", "mpoly2", "with every stage-B module an mpoly-2 PolyInception")
+    _register_ablation((1, 1, 1), None, "1-way", "", "the baseline")
+    entry = registry._MODELS["polynet_121_b_mpoly2"]
+    assert entry.__name__ == entry.__qualname__ == "polynet_121_b_mpoly2"
+    assert entry.__doc__ == "IR 1-2-1 with every stage-B module an mpoly-2 PolyInception."
+    assert registry._CFGS["polynet_121_b_mpoly2"].paper == cnnzoo.model_cfg("polynet_363").paper
+    with torch.device("meta"):
+        model = entry(num_classes=10)
+        baseline = registry._MODELS["polynet_111"]()
+    assert [[m.kind for m in getattr(model, f"stage_{s}")] for s in "abc"] == [["1-way"], ["mpoly-2"] * 2, ["1-way"]]
+    assert model.fc.out_features == 10
+    assert [m.kind for m in baseline.modules_in_order()] == ["1-way"] * 3

@@ -8,8 +8,10 @@ from cnnzoo.analysis import count_params
 from cnnzoo.analysis.complexity import meta_model
 from cnnzoo.cli import main
 from cnnzoo.layers import DropPathSpec, StochasticDepth
-from cnnzoo.models.pyramidnet import (IMAGENET_RESULTS, PyramidBasicBlock, _cifar_pyramidnet,
+import cnnzoo
+from cnnzoo.models.pyramidnet import (IMAGENET_RESULTS, PyramidBasicBlock, _cifar_pyramidnet, _imagenet_entry,
                                       _imagenet_pyramidnet)
+from conftest import feature_shapes
 
 
 def test_widths_grow_by_alpha_over_n_per_block():
@@ -23,6 +25,24 @@ def test_widths_grow_by_alpha_over_n_per_block():
     assert expected[0] == 16 and expected[17] == 32 and expected[-1] == 64 == model.num_features
     assert [b.stride for b in blocks].count(2) == 2 and blocks[18].stride == blocks[36].stride == 2
     assert [f["num_chs"] for f in model.feature_info] == [32, 48, 64]
+    assert model.feature_info[-1]["module"] == "final_act"  # the features end after the last BN-ReLU
+
+
+def test_imagenet_stem_is_7x7_stride_2_then_max_pool_to_56():
+    shapes, info = feature_shapes("pyramidnet101_a250", 224)
+    assert [s[1:] for s in shapes] == [(112, 112), (56, 56), (28, 28), (14, 14), (7, 7)]
+    assert [f["reduction"] for f in info] == [2, 4, 8, 16, 32]
+    conv, pool = meta_model("pyramidnet101_a250").stem[::3]
+    assert (conv.kernel_size, conv.stride, conv.padding) == ((7, 7), (2, 2), (3, 3))
+    assert (pool.kernel_size, pool.stride, pool.padding) == (3, 2, 1)
+
+
+def test_imagenet_entries_carry_the_papers_single_crop_errors():
+    assert _imagenet_entry(101, 250) == dict(paper="Deep Pyramidal Residual Networks", arxiv="1610.02915",
+                                             top1_err=23.24, top5_err=6.59,
+                                             eval_note="single crop 224, the authors' release")
+    cfg = cnnzoo.model_cfg("pyramidnet200_a300")
+    assert (cfg.top1_err, cfg.top5_err, cfg.params) == (20.41, 5.16, 62_152_030)
 
 
 def test_paper_parameter_counts_table_4():
@@ -53,12 +73,15 @@ def test_unit_is_bn_conv_bn_relu_conv_bn_plus_padded_pooled_identity():
         assert (out < 0).any()  # no ReLU after the addition (Fig. 6d)
         block.bn1.running_mean.fill_(100.0)  # the branch starts with BN, not ReLU: it sees the raw input
         assert not torch.allclose(block(x), out)
+        # An odd map: the shortcut's pooling rounds up, as the strided 3x3 convolution does.
+        assert block(torch.randn(1, 4, 7, 7)).shape == (1, 6, 4, 4)
 
 
 def test_stochastic_depth_drops_whole_branches():
     model = _cifar_pyramidnet(20, 12, drop_path=DropPathSpec(0.5))
     gates = [m for m in model.modules() if isinstance(m, StochasticDepth)]
     assert [round(g.survival_prob, 4) for g in gates] == [round(1 - l / 9 * 0.5, 4) for l in range(1, 10)]
+    assert all(g.stream is model.gate_stream for g in gates)  # the model's one stream: seed_gates(model) reaches them
     block = model.stages[0][0].train()
     block.drop_path.survival_prob = 0.0  # never open
     x = torch.randn(1, 16, 8, 8)

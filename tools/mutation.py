@@ -260,7 +260,9 @@ def main() -> None:
             earlier = {k for k, v in results(work).items() if v == "survived"}
             if not args.survivors:
                 mutmut(work, "run", "--max-children", str(args.jobs), budget=left)
-            survivors = [k for k, v in results(work).items() if v == "survived" and k in earlier]
+            # ... except those TESTING.md lists as equivalent: no test can kill them, and each costs all its tests
+            survivors = [k for k, v in results(work).items()
+                         if v == "survived" and k in earlier and k not in equivalents(module)]
             left = args.budget - (time.monotonic() - start)
             if survivors and left > 0:
                 # mutmut maps new tests to the functions they run, but not tests edited since: map all again

@@ -70,7 +70,6 @@ class InceptionA(nn.Module):
         # The port averages over the zero padding too (TF's SAME pooling would not); the weights expect it.
         self.pool = nn.AvgPool2d(3, stride=1, padding=1)
         self.branch_pool = conv_block(in_channels, pool_features, 1)
-        self.out_channels = 64 + 64 + 96 + pool_features
 
     def forward(self, x: Tensor) -> Tensor:
         b5x5 = self.branch5x5_2(self.branch5x5_1(x))
@@ -88,7 +87,6 @@ class InceptionB(nn.Module):
         self.branch3x3dbl_2 = conv_block(64, 96, 3, padding=1)
         self.branch3x3dbl_3 = conv_block(96, 96, 3, stride=2)
         self.pool = nn.MaxPool2d(3, stride=2)
-        self.out_channels = 384 + 96 + in_channels
 
     def forward(self, x: Tensor) -> Tensor:
         b3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
@@ -115,7 +113,6 @@ class InceptionC(nn.Module):
         self.branch7x7dbl_5 = conv_block(c7, 192, (1, 7), padding=(0, 3))
         self.pool = nn.AvgPool2d(3, stride=1, padding=1)
         self.branch_pool = conv_block(in_channels, 192, 1)
-        self.out_channels = 4 * 192
 
     def forward(self, x: Tensor) -> Tensor:
         b7x7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
@@ -137,7 +134,6 @@ class InceptionD(nn.Module):
         self.branch7x7x3_3 = conv_block(192, 192, (7, 1), padding=(3, 0))
         self.branch7x7x3_4 = conv_block(192, 192, 3, stride=2)
         self.pool = nn.MaxPool2d(3, stride=2)
-        self.out_channels = 320 + 192 + in_channels
 
     def forward(self, x: Tensor) -> Tensor:
         b3x3 = self.branch3x3_2(self.branch3x3_1(x))
@@ -166,7 +162,6 @@ class InceptionE(nn.Module):
         self.branch3x3dbl_3b = conv_block(384, 384, (3, 1), padding=(1, 0))
         self.pool = nn.AvgPool2d(3, stride=1, padding=1)
         self.branch_pool = conv_block(in_channels, 192, 1)
-        self.out_channels = 320 + 2 * 384 + 2 * 384 + 192
 
     def forward(self, x: Tensor) -> Tensor:
         b3x3 = self.branch3x3_1(x)

@@ -113,7 +113,7 @@ class PolyConvBnAct(nn.Module):
         self.bn = nn.ModuleList(norm_layer(out_chs, eps=eps) for _ in range(orders))
         self.act = act
 
-    def forward(self, x: Tensor, order: int = 0) -> Tensor:
+    def forward(self, x: Tensor, order: int) -> Tensor:
         x = self.bn[order if len(self.bn) > 1 else 0](self.conv(x))
         return F.relu(x, inplace=True) if self.act else x
 
@@ -123,7 +123,7 @@ class PerOrder(nn.ModuleList):
 
     per_order = True
 
-    def forward(self, x: Tensor, order: int = 0) -> Tensor:
+    def forward(self, x: Tensor, order: int) -> Tensor:
         return self[order](x)
 
 
