@@ -146,7 +146,7 @@ def deploy_rows(names, batch, input_size, rounds, steps, compiled: bool, clock, 
             " of peak |")
     rule = "|---|--:|--:|--:|--:|--:|--:|"
     if compiled:
-        head, rule = head + " deployed+compile / peer |", rule + "--:|"
+        head, rule = head + " deployed+compile / peer | compiled GFLOP/s | of peak |", rule + "--:|--:|--:|"
     rows = [head + " max abs logit diff |", rule + "--:|"]
     for name, size, ours, peer, x in pairs(names, batch, input_size, rows[:]):
         candidates = {"peer": make_step(peer, x)}
@@ -162,8 +162,12 @@ def deploy_rows(names, batch, input_size, rounds, steps, compiled: bool, clock, 
             candidates["compiled"] = make_step(deploy(ours, size, compile=True), x)
         t = alternate(candidates, rounds, steps, clock)
         eager = f"{t['peer'] / t['ours']:.3f}" if "ours" in t else "n/a"
-        extra = f" {t['peer'] / t['compiled']:.3f} |" if compiled else ""
-        gflops = 2 * count_macs(ours, size) * batch / t["deployed"] / 1e9
+        flops = 2 * count_macs(ours, size) * batch
+        gflops = flops / t["deployed"] / 1e9
+        extra = ""
+        if compiled:
+            rate = flops / t["compiled"] / 1e9
+            extra = f" {t['peer'] / t['compiled']:.3f} | {rate:.1f} | {rate / peak:.1%} |"
         rows.append(f"| {name} | {batch / t['deployed']:.2f} | {batch / t['peer']:.2f} | "
                     f"{t['peer'] / t['deployed']:.3f} | {eager} | {gflops:.1f} | {gflops / peak:.1%} |{extra} "
                     f"{diff:.1e} |")

@@ -113,7 +113,7 @@ class PolyConvBnAct(nn.Module):
         self.bn = nn.ModuleList(norm_layer(out_chs, eps=eps) for _ in range(orders))
         self.act = act
 
-    def forward(self, x: Tensor, order: int) -> Tensor:
+    def forward(self, x: Tensor, order: int = 0) -> Tensor:  # PerOrder calls its single-BN layers without one
         x = self.bn[order if len(self.bn) > 1 else 0](self.conv(x))
         return F.relu(x, inplace=True) if self.act else x
 
