@@ -10,7 +10,8 @@ imported by ``cnnzoo.import_weights``, as ``benchmarks/peers.py`` does):
    resnet50, xception, inception_resnet_v2 and densenet121.
 2. Stochastic depth: the training-step time of CIFAR ResNet-110 with p_L = 0.5
    (batch mode: a closed gate skips its block) over the same network without
-   it, next to the expected-compute ratio E[L~] / L (``benchmarks/stochastic_depth.py``).
+   it, next to the expected-compute ratio E[L~] / L and the ratio expected from each stage's measured block
+   cost (``benchmarks/stochastic_depth.py``).
 3. Inference: images/s of ``cnnzoo.deploy(model)`` (BN folded, channels_last)
    against the peer's eager model, same autocast.
 
@@ -166,14 +167,16 @@ def stochastic_depth_section(s: Settings, device: torch.device) -> list[str]:
     flat = {name: [t for turn in turns for t in turn] for name, turns in times.items()}
     per_round = [statistics.mean(b) / statistics.mean(a) for a, b in zip(times[base], times[batch_mode])]
     ratio = stochastic_depth.mean_ratio(flat, batch_mode, base)
+    expected, _ = stochastic_depth.expected_ratio(cases[batch_mode], steps[batch_mode], steps[base], s.sd_rounds)
     free(device)
     return [f"## Stochastic depth: CIFAR ResNet-110 training step, batch {s.sd_batch}, 32x32, fp32",
             "",
-            "| case | mean step ms | step time / no stochastic depth | spread (per round) | expected compute E[L~]/L |",
-            "|---|--:|--:|--:|--:|",
-            f"| {base} | {statistics.mean(flat[base]) * 1e3:.2f} | 1.000 | | 1.000 |",
+            "| case | mean step ms | step time / no stochastic depth | spread (per round) | expected compute E[L~]/L "
+            "| expected from measured block costs |",
+            "|---|--:|--:|--:|--:|--:|",
+            f"| {base} | {statistics.mean(flat[base]) * 1e3:.2f} | 1.000 | | 1.000 | 1.000 |",
             f"| {batch_mode} | {statistics.mean(flat[batch_mode]) * 1e3:.2f} | {ratio:.3f} | "
-            f"{min(per_round):.3f}-{max(per_round):.3f} | {sum(gates) / len(gates):.3f} |"]
+            f"{min(per_round):.3f}-{max(per_round):.3f} | {sum(gates) / len(gates):.3f} | {expected:.3f} |"]
 
 
 def inference_section(s: Settings, device: torch.device, amp: bool) -> list[str]:

@@ -13,12 +13,23 @@ differ from step to step); the median is shown too. cnnzoo's models train in
 the memory format its trainer uses (``TrainConfig.channels_last``: NHWC), timm's
 in its default (NCHW); ``--nchw`` puts cnnzoo's in NCHW too.
 
+What "batch" mode can save depends on what each block costs, not only on how
+often it is dropped: the three stages do equal MACs per block, but the
+16-channel blocks of stage 1 (kept most often) run slower than the 64-channel
+blocks of stage 3 (dropped most), by a factor that depends on the CPU. So the
+benchmark also measures each stage's block cost, with every gate of the
+network forced shut or open (``forced``), and prints the expected ratio
+(fixed cost + sum over blocks of p_l x its stage's block cost) / (all blocks
+kept): the best the gates can do on this machine, which the measured ratio
+should track.
+
     python benchmarks/stochastic_depth.py            # 30 steps per case, batch 128, 32x32
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -68,6 +79,55 @@ def resnet110_cases() -> dict[str, torch.nn.Module]:
     }
 
 
+@contextlib.contextmanager
+def forced(model: torch.nn.Module, open_blocks: set[str]):
+    """Every gate of ``model`` shut, except those of the blocks named in ``open_blocks``, which always open.
+
+    A survival probability of 1 opens a gate, one of 0 shuts it (``StochasticDepth.open``); restored on exit.
+    """
+    gates = {name.removesuffix(".drop_path"): g for name, g in model.named_modules()
+             if isinstance(g, cnnzoo.layers.StochasticDepth)}
+    saved = {name: g.survival_prob for name, g in gates.items()}
+    for name, g in gates.items():
+        g.survival_prob = 1.0 if name in open_blocks else 0.0
+    try:
+        yield
+    finally:
+        for name, g in gates.items():
+            g.survival_prob = saved[name]
+
+
+def expected_ratio(model: torch.nn.Module, step, baseline_step, rounds: int = 5) -> tuple[float, dict[str, float]]:
+    """The ratio "batch" mode would reach if it saved exactly the dropped blocks' work, from measured costs.
+
+    Steps with every gate shut give the fixed cost (stem, head, loss, update); steps with one stage's gates
+    open give that stage's per-block cost. ``step`` and ``baseline_step`` run one training step each. Returns the ratio against ``baseline_step`` (the network without
+    stochastic depth) and the per-block cost of each stage in ms.
+    """
+    blocks = [name.removesuffix(".drop_path") for name, m in model.named_modules()
+              if isinstance(m, cnnzoo.layers.StochasticDepth)]
+    stages = {}
+    for name in blocks:
+        stages.setdefault(name.split(".")[0], set()).add(name)
+    cases = {"baseline": (None, baseline_step), "shut": (set(), step)}
+    cases.update({stage: (names, step) for stage, names in stages.items()})
+
+    def run(case) -> float:  # the seconds of one step, however ``fn`` reports (or not) its own
+        names, fn = cases[case]
+        with forced(model, names) if names is not None else contextlib.nullcontext():
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+
+    times = measure({case: (lambda case=case: run(case)) for case in cases}, rounds)
+    med = {case: statistics.median(t) for case, t in times.items()}
+    cost = {stage: (med[stage] - med["shut"]) / len(names) for stage, names in stages.items()}
+    probs = {name.removesuffix(".drop_path"): m.survival_prob for name, m in model.named_modules()
+             if isinstance(m, cnnzoo.layers.StochasticDepth)}
+    kept = sum(probs[name] * cost[name.split(".")[0]] for name in blocks)
+    return (med["shut"] + kept) / med["baseline"], {stage: c * 1e3 for stage, c in cost.items()}
+
+
 def mean_ratio(times: dict[str, list[float]], name: str, baseline: str) -> float:
     """Mean step time of ``name`` over the baseline's: the ratio of training times (gates vary step to step)."""
     return statistics.mean(times[name]) / statistics.mean(times[baseline])
@@ -102,9 +162,16 @@ def main() -> None:
     gates = [m.survival_prob for m in ours[BATCH_MODE].modules()
              if isinstance(m, cnnzoo.layers.StochasticDepth)]
     print(f"ResNet-110: L = {len(gates)} blocks, E[L~] = {sum(gates):.2f} ({sum(gates) / len(gates):.3f} of L)")
-    times = measure({name: train_step(m, x, y, layout) for name, m in ours.items()}, args.steps)
+    steps = {name: train_step(m, x, y, layout) for name, m in ours.items()}
+    times = measure(steps, args.steps)
     report(f"cnnzoo CIFAR ResNet-110, batch {args.batch_size}, 32x32, {args.steps} steps each",
            times, BASELINE)
+    expected, cost = expected_ratio(ours[BATCH_MODE], steps[BATCH_MODE], steps[BASELINE])
+    measured = mean_ratio(times, BATCH_MODE, BASELINE)
+    print(f"\nper-block cost by stage (gates forced, median of 5): "
+          + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in cost.items()))
+    print(f"expected ratio from these costs: {expected:.3f} (equal costs would give about "
+          f"{sum(gates) / len(gates):.3f}); measured {measured:.3f}, {measured / expected - 1:+.1%} off")
 
     if not args.no_peer:
         import timm

@@ -55,9 +55,10 @@ def test_gpu_report_quick_on_cpu_has_every_section_and_finite_ratios(tmp_path):
     assert sd.startswith("Stochastic depth")
     table = rows(sd)
     cells = table["resnet110 drop_path_rate=0.5 batch"]
-    ratio, expected = float(cells[2]), float(cells[4])
+    ratio, expected, from_costs = float(cells[2]), float(cells[4]), float(cells[5])
     assert math.isfinite(ratio) and ratio > 0
     assert abs(expected - 0.745) < 0.01  # E[L~]/L of ResNet-110 with the linear rule, p_L = 0.5 (54 blocks)
+    assert 0 < from_costs < 1.5 and math.isfinite(from_costs)
 
     assert infer.startswith("Inference")
     table = rows(infer)
@@ -95,3 +96,24 @@ def test_scaling_plot_draws_both_sides_of_every_family(tmp_path):
     # top row: 3 families x 2 sides + the proportional guide; bottom row: 3 x 2
     assert "LINES [7, 7, 6, 6]" in done.stdout
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_forced_gates_run_exactly_the_named_blocks_and_restore_them():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import stochastic_depth
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import cnnzoo
+
+    model = cnnzoo.create_model("resnet20", drop_path_rate=0.5).train()
+    probs = [g.survival_prob for g in model.modules() if isinstance(g, cnnzoo.layers.StochasticDepth)]
+    ran = []
+    for name, block in model.named_modules():
+        if hasattr(block, "residual"):
+            block.conv1.register_forward_hook(lambda *_, name=name: ran.append(name))
+    with stochastic_depth.forced(model, {"layer1.0", "layer2.2"}):
+        for _ in range(3):
+            model(torch.randn(2, 3, 32, 32))
+    assert ran == ["layer1.0", "layer2.2"] * 3
+    assert [g.survival_prob for g in model.modules() if isinstance(g, cnnzoo.layers.StochasticDepth)] == probs

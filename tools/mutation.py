@@ -77,9 +77,11 @@ TESTS: dict[str, list[str]] = {
     "models/efficientnet.py": ["tests/test_efficientnet.py"],
     "models/shufflenet.py": ["tests/test_shufflenet.py"],
     "models/pyramidnet.py": ["tests/test_pyramidnet.py"],
-    # The timm interface every family inherits: its per-model tests on one model of each family (``samples``).
-    "models/base.py": ["tests/test_timm_interface.py"],
+    "models/base.py": ["tests/test_timm_interface.py"],  # the timm interface every family inherits
 }
+# Modules that every model runs alike (a base class, the MAC counter): their tests that run over every
+# registered model run here on one model of each family (``sampled``).
+SAMPLED = {"models/base.py", "analysis/complexity.py"}
 
 
 def generic_tests(module: str) -> list[str]:
@@ -99,8 +101,8 @@ def samples() -> set[str]:
 
 
 def sampled(files: list[str]) -> list[str]:
-    """The test ids in ``files``; of a test run over every registered model, only the ``samples()``: a shared
-    base class is exercised alike by every model, and ~90 models per mutant would cost hours."""
+    """The test ids in ``files``; of a test run over every registered model, only the ``samples()``: code that
+    every model runs alike is exercised by one of each family, and ~90 models per mutant would cost hours."""
     import cnnzoo
 
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *files], cwd=ROOT,
@@ -116,7 +118,7 @@ def sampled(files: list[str]) -> list[str]:
 
 def selection(module: str) -> list[str]:
     """The tests to run for ``module``: a family file's GENERIC tests of its own models, then its ``TESTS`` entry."""
-    if module == "models/base.py":
+    if module in SAMPLED:
         return sampled(TESTS[module])
     return (generic_tests(module) if module.startswith("models/") else []) + TESTS[module]
 

@@ -319,8 +319,8 @@ def min_input_size(name: str, **kwargs) -> int:
         except (RuntimeError, ValueError):  # torch's shape errors; a family's own input-size check
             return False
 
-    cfg = model_cfg(name)
     model = meta_model(name, **kwargs).eval()
+    cfg = model.default_cfg  # the model as built: ``in_chans`` may be among the kwargs
     lo, hi = 1, cfg.img_size  # the model accepts hi; find the least size it accepts
     while lo < hi:
         mid = (lo + hi) // 2
