@@ -1,5 +1,7 @@
 """The fast MAC counter against torch's FlopCounterMode, and its hand-derivable cases."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,8 +10,9 @@ from torch import nn
 
 import cnnzoo
 from cnnzoo.analysis import complexity
-from cnnzoo.analysis.complexity import (check_input_size, compare_models, count_macs, count_params, flop_counter_macs,
-                                        meta_model, min_input_size, module_macs, share, trace, weight_depth)
+from cnnzoo.analysis.complexity import (check_input_size, compare_models, count_macs, count_params, example_input,
+                                        flop_counter_macs, meta_model, min_input_size, module_macs, share, trace,
+                                        weight_depth)
 
 
 def nonzero(macs):
@@ -56,7 +59,9 @@ def test_uncountable_op_is_an_error():
         def forward(self, x):
             return torch.einsum("nc,nc->n", x, x)
 
-    with pytest.raises(NotImplementedError, match="einsum"):
+    message = ("cnnzoo's MAC counter cannot count einsum; add it to _op_macs in cnnzoo/analysis/complexity.py "
+               "(and check it against FlopCounterMode)")
+    with pytest.raises(NotImplementedError, match=f"^{re.escape(message)}$"):
         count_macs(Einsum(), (4,))
 
 
@@ -138,6 +143,9 @@ def test_min_input_size_is_the_least_the_model_takes():
     # Inception-v3: 75 (torchvision's documented minimum); the paper's AlexNet: its 6x6x256 fc input fixes 227.
     assert [min_input_size(n) for n in ("resnet18", "vgg16", "inception_v3", "alexnet")] == [1, 32, 75, 227]
     assert min_input_size("vgg16", in_chans=1) == 32  # probed with the channels the model was built for
+    # The paper's AlexNet without its fc layers: conv1 (11x11, stride 4, no padding) then three 3x3 stride-2 max
+    # pools need 4 x (2 x (2 x 3 + 1) + 1) + 11 = 67 pixels (66 leaves the last pool a 2x2 map).
+    assert min_input_size("alexnet", features_only=True) == 67
 
 
 def test_check_input_size_names_the_minimum(monkeypatch):
@@ -160,33 +168,38 @@ def test_share_is_a_fraction_and_zero_of_nothing():
 
 
 class Two(nn.Module):
-    """A conv and a linear layer of ``width``; ``extra`` adds a 1x1 conv the other model lacks."""
+    """A conv and a linear layer of ``width``, and a layer never called; ``extra`` adds a 1x1 conv."""
 
     def __init__(self, width: int, extra: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(3, width, 3, padding=1, bias=False)
+        if extra:
+            self.extra = nn.Conv2d(width, width, 1, bias=False)
         self.act = nn.ReLU()
-        self.extra = nn.Conv2d(width, width, 1, bias=False) if extra else nn.Identity()
+        self.unused = nn.Linear(2, 2, bias=False)  # like an auxiliary head at evaluation: params, no MACs
         self.fc = nn.Linear(width, 2, bias=False)
 
     def forward(self, x):
-        return self.fc(self.extra(self.act(self.conv(x))).mean((2, 3)))
+        x = self.conv(x)
+        x = self.extra(x) if hasattr(self, "extra") else x
+        return self.fc(self.act(x).mean((2, 3)))
 
 
 def test_compare_models_puts_shared_modules_side_by_side():
     rows = compare_models(Two(4, extra=True), Two(8), (3, 8, 8))
-    # conv: 3 x 9 x width weights, each used at 64 positions; fc: width x 2; extra (only in the first): 16
-    # weights x 64; act has neither params nor MACs; "" is the whole models.
-    assert list(rows) == ["conv", "extra", "fc", ""]
+    # conv: 3 x 9 x width weights, each used at 64 positions; fc: width x 2; extra (only in the first model) has
+    # no row, act (neither params nor MACs) none either; "" is the whole models, extra's 16 x 64 MACs included.
+    assert list(rows) == ["conv", "unused", "fc", ""]
     assert rows["conv"] == (108, 216, 6_912, 13_824)
-    assert rows["extra"] == (16, 0, 1_024, 0)
+    assert rows["unused"] == (4, 4, 0, 0)
     assert rows["fc"] == (8, 16, 8, 16)
-    assert rows[""] == (132, 232, 7_944, 13_840)
+    assert rows[""] == (136, 236, 7_944, 13_840)
     with pytest.raises(ValueError, match="give input_size"):
         compare_models(Two(4), Two(8))
-    resnet18, resnet34 = meta_model("resnet18"), meta_model("resnet34")  # by default at the first one's size, 224
-    macs18, macs34 = (flop_counter_macs(m, 224)[""] for m in (resnet18, resnet34))
-    assert compare_models(resnet18, resnet34)[""] == (11_689_512, 21_797_672, macs18, macs34)
+    # Both at the first model's size by default (ResNet-18's 224, not ResNet-20's 32).
+    resnet18, resnet20 = meta_model("resnet18"), meta_model("resnet20")
+    macs18, macs20 = (flop_counter_macs(m, 224)[""] for m in (resnet18, resnet20))
+    assert compare_models(resnet18, resnet20)[""] == (11_689_512, 269_722, macs18, macs20)
 
 
 def test_transposed_conv_counts_each_input_scattered_over_its_kernel():
@@ -203,6 +216,26 @@ def test_transposed_conv_counts_each_input_scattered_over_its_kernel():
             return F.conv_transpose2d(x, weight=self.weight, stride=2)
 
     assert count_macs(Functional(), (4, 5, 5)) == 5_400
+    one_input_channel = nn.Sequential(nn.ConvTranspose2d(1, 2, 3, bias=False))  # weight 1 x 2 x 3 x 3
+    assert count_macs(one_input_channel, (1, 4, 4)) == 16 * 18
+
+
+def test_batched_and_bias_adding_products_count_their_inner_dimension():
+    class Products(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(2, 4, 5))
+            self.b = nn.Parameter(torch.randn(5))
+
+        def forward(self, x):  # x: 1 x 2 x 3 x 4
+            a, m = x[0], x[0, 0]  # 2 x 3 x 4 and 3 x 4
+            return (torch.bmm(a, self.w).sum()  # 2 x 3 x 5 outputs x 4 = 120
+                    + torch.addmm(self.b, m, self.w[0]).sum()  # 3 x 5 outputs x 4 = 60
+                    + torch.addmm(self.b, mat1=m, mat2=self.w[0]).sum()  # 60
+                    + torch.baddbmm(self.b, a, self.w).sum()  # 120
+                    + torch.baddbmm(self.b, batch1=a, batch2=self.w).sum())  # 120
+
+    assert count_macs(Products(), (2, 3, 4)) == 480 == flop_counter_macs(Products(), (2, 3, 4))[""]
 
 
 @pytest.mark.parametrize("channels, groups, depth", [(1, 1, 2), (2, 1, 2), (2, 2, 1), (4, 2, 2)])
@@ -223,3 +256,53 @@ def test_a_functional_conv_without_groups_is_not_depthwise():
             return F.conv2d(x, self.weight)  # two input channels, groups left at its default, 1
 
     assert weight_depth(Net(), (2, 8, 8)) == 1
+
+
+class Nested(nn.Module):
+    """A block with its own functional convs around a child conv: self MACs apart from the child's."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(2, 2, 1, 1))
+        self.child = nn.Conv2d(2, 2, 1, bias=False)
+
+    def forward(self, x):
+        x = F.conv2d(x, self.w)  # 2 x 4 x 4 outputs x 2 = 64 MACs
+        return F.conv2d(self.child(x), self.w)  # the child's 64, then 64 more
+
+
+def test_trace_records_ops_and_self_macs_when_asked():
+    model = nn.Sequential(Nested())
+    plain = trace(model, (2, 4, 4))
+    assert plain.ops == [] and plain.input_shape == (1, 2, 4, 4)
+    tr = trace(model, (2, 4, 4), record_ops=True)
+    calls = {c.name: c for c in tr.calls}
+    assert calls["0"].module is model[0] and calls["0.child"].module is model[0].child
+    assert (calls["0"].macs, calls["0"].self_macs, calls["0.child"].self_macs, calls[""].self_macs) == (192, 128, 64, 0)
+    convs = [op for op in tr.ops if op.name == "conv2d"]  # (ops also lists attribute reads and the like)
+    assert [op.module for op in convs] == ["0", "0.child", "0"]
+    first, child, last = convs
+    assert first.inputs[0] == calls[""].inputs[0]  # the traced input
+    assert child.inputs[0] == first.outputs[0] and last.inputs[0] == child.outputs[0]
+    assert last.outputs == calls[""].outputs
+    alive = {id(t) for t in tr.tensors}  # the trace keeps every recorded tensor, so the ids stay unique
+    assert all(i in alive for op in convs for i in op.inputs[:1] + op.outputs)
+
+
+def test_a_model_without_weight_layers_has_depth_zero():
+    class Constant(nn.Module):
+        def forward(self, x):
+            return torch.zeros(1, 2)  # no input tensor: nothing behind it
+
+    assert weight_depth(Constant(), (3, 4, 4)) == 0
+
+
+def test_example_input_follows_the_model():
+    lenet = cnnzoo.create_model("lenet5")  # one input channel, 32 x 32
+    assert example_input(lenet).shape == (1, 1, 32, 32) and example_input(lenet, 40).shape == (1, 1, 40, 40)
+    plain = nn.Conv2d(3, 4, 3).double()  # no default_cfg: RGB at the size given; the model's dtype
+    x = example_input(plain, 8, batch_size=2)
+    assert (x.shape, x.dtype) == ((2, 3, 8, 8), torch.float64)
+    with pytest.raises(ValueError, match="^give input_size: this model was not built by create_model and has no "
+                                         "default_cfg$"):
+        example_input(plain)

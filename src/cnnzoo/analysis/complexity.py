@@ -156,7 +156,6 @@ class _Tracer(_MetaShortcuts):
         self.record_ops = record_ops
         self.trace = Trace()
         self.stack: list[ModuleCall] = []
-        self.counting = False  # inside a counted op: its own inner calls are not counted again
         self.depth: dict[int, int] = {}  # id(tensor) -> weight layers behind it
         self.alive: list[Tensor] = []  # keeps traced tensors alive so their ids stay unique
         self.names = {id(m): name for name, m in model.named_modules()}
@@ -183,15 +182,10 @@ class _Tracer(_MetaShortcuts):
         self.trace.calls.append(call)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        # torch disables a mode while its handler runs, so the torch calls an op makes inside are not seen here
         kwargs = kwargs or {}
-        if self.counting:
-            return super().__torch_function__(func, types, args, kwargs)
-        self.counting = True
-        try:
-            out = super().__torch_function__(func, types, args, kwargs)
-            macs = _op_macs(func, args, kwargs, out)
-        finally:
-            self.counting = False
+        out = super().__torch_function__(func, types, args, kwargs)
+        macs = _op_macs(func, args, kwargs, out)
         inputs = _tensors(args) + _tensors(kwargs)
         depth = max((self.depth.get(id(t), 0) for t in inputs), default=0)
         if macs is not None:
