@@ -203,8 +203,10 @@ def test_tag_in_the_name_or_as_the_argument(resnet18_file):
 
 def test_other_classes_and_channels_adapt_head_and_first_conv_and_say_so(resnet18_file):
     w = resnet18_file.conv1.weight.detach()
-    with pytest.warns(UserWarning, match=r"conv1.weight adapted from 3 input channels; fc.weight, fc.bias freshly"):
+    with pytest.warns(UserWarning, match=r"conv1.weight adapted from 3 input channels; fc.weight, fc.bias freshly") \
+            as caught:
         grey = cnnzoo.create_model("resnet18", pretrained=True, in_chans=1, num_classes=10)
+    assert caught[0].filename == __file__  # the user's create_model line, not cnnzoo's
     assert torch.allclose(grey.conv1.weight, w.sum(1, keepdim=True))
     assert grey.fc.out_features == 10 and torch.equal(grey.layer4[1].conv2.weight, resnet18_file.layer4[1].conv2.weight)
     with pytest.warns(UserWarning, match="adapted from 3 input channels"):

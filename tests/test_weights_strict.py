@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 import cnnzoo
-from cnnzoo.weights import check_state_dict, fill_bn_counters, import_weights, register_converter, rename_modules
+from cnnzoo.weights import (_fit_to_model, adapt_input_conv, check_state_dict, fill_bn_counters, import_weights,
+                            read_weight_file, register_converter, rename_modules)
 
 
 class Tiny(nn.Module):
@@ -120,3 +121,62 @@ def test_fill_bn_counters_adds_zero_counters_only_where_missing():
     assert got["a.num_batches_tracked"].item() == 0 and got["a.num_batches_tracked"].dtype == torch.int64
     assert got["b.num_batches_tracked"].item() == 7
     assert sorted(got) == ["a.num_batches_tracked", "a.running_mean", "b.num_batches_tracked", "b.running_mean"]
+
+
+def test_one_integer_tensor_for_a_float_weight_alone_is_refused():
+    weights = state()
+    weights["conv.weight"] = weights["conv.weight"].to(torch.int64)
+    refused(Tiny(), weights, "dtype mismatches (1): conv.weight: file torch.int64 vs model torch.float32")
+
+
+class TwoStems(nn.Module):
+    """Two first convs on the image (and a classifier ``fc``, its class's ``classifier``), to fit weights to."""
+
+    classifier = "fc"
+
+    def __init__(self, in_chans: int = 3, classes: int = 5, head: bool = True):
+        super().__init__()
+        self.stem_a = nn.Conv2d(in_chans, 4, 3)
+        self.stem_b = nn.Conv2d(in_chans, 4, 3)
+        self.mid = nn.Conv2d(4, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        if head:
+            self.fc = nn.Linear(4, classes)
+
+
+def test_fit_adapts_the_input_convs_refits_the_classifier_and_leaves_real_mismatches():
+    torch.manual_seed(0)
+    file = TwoStems().state_dict()  # 3 channels, 5 classes
+    model = TwoStems(in_chans=1, classes=2)
+    fitted = dict(file)
+    notes = _fit_to_model(model, fitted, 3, 5)
+    assert notes == ["first conv stem_a.weight, stem_b.weight adapted from 3 input channels",
+                     "fc.weight, fc.bias freshly initialised (the weights classify 5 classes)"]
+    assert torch.equal(fitted["stem_a.weight"], adapt_input_conv(1, file["stem_a.weight"]))
+    assert torch.equal(fitted["fc.weight"], model.fc.weight) and fitted["fc.weight"] is not model.fc.weight
+
+    # A conv that differs in more than its input channels, and a BN of another width (whose trailing shape
+    # matches trivially), are not this model's weights: left as they are for check_state_dict to refuse.
+    other = {**file, "mid.weight": torch.randn(4, 2, 3, 3), "bn.weight": torch.randn(7)}
+    kept = dict(other)
+    assert _fit_to_model(TwoStems(), kept, 3, 5) == []
+    assert kept["mid.weight"] is other["mid.weight"] and kept["bn.weight"] is other["bn.weight"]
+
+
+def test_fit_drops_the_heads_the_model_was_built_without_and_nothing_else():
+    file = {**TwoStems().state_dict(), "fc.extra.weight": torch.ones(1), "aux1.conv.weight": torch.ones(1),
+            "stray.weight": torch.ones(1), "fcx.weight": torch.ones(1)}
+    fitted = dict(file)
+    assert _fit_to_model(TwoStems(head=False), fitted, 3, 5) == []
+    assert sorted(set(file) - set(fitted)) == ["aux1.conv.weight", "fc.bias", "fc.extra.weight", "fc.weight"]
+
+
+def test_read_weight_file_is_a_deprecated_load_file(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(state(), path)
+    with pytest.warns(DeprecationWarning) as caught:
+        weights = read_weight_file(path)
+    assert [str(w.message) for w in caught] == [
+        "cnnzoo.weights.read_weight_file is deprecated; use cnnzoo.files.load_file"]
+    assert caught[0].filename == __file__  # points at the caller
+    assert sorted(weights) == sorted(state()) and torch.equal(weights["conv.weight"], state()["conv.weight"])

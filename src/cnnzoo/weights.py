@@ -133,7 +133,7 @@ def _fit_to_model(model: nn.Module, state_dict: dict[str, Tensor], in_chans: int
             continue
         if (value.ndim == 4 and value.shape[1] == in_chans and mine.shape[0] == value.shape[0]
                 and mine.shape[2:] == value.shape[2:]):
-            state_dict[key] = adapt_input_conv(mine.shape[1], value).to(value.dtype)
+            state_dict[key] = adapt_input_conv(mine.shape[1], value)  # keeps the file's dtype
             adapted.append(key)
         elif value.shape[0] == num_classes and mine.shape[1:] == value.shape[1:]:
             state_dict[key] = mine.detach().clone()
@@ -168,6 +168,6 @@ def load_pretrained(model: nn.Module, name: str, tag: str | None = None) -> nn.M
     notes = _fit_to_model(model, state_dict, cfg.input_size[0], cfg.num_classes)
     import_weights(model, state_dict)
     if notes:
-        warnings.warn(f"{cfg.name}: " + "; ".join(notes), stacklevel=2)
+        warnings.warn(f"{cfg.name}: " + "; ".join(notes), stacklevel=3)  # at the line that called create_model
     model.pretrained_cfg = cfg.to_dict()
     return model
