@@ -79,14 +79,19 @@ def resnet110_cases() -> dict[str, torch.nn.Module]:
     }
 
 
+def gates_of(model: torch.nn.Module) -> dict[str, cnnzoo.layers.StochasticDepth]:
+    """Each residual block's gate, by the block's name."""
+    return {name.removesuffix(".drop_path"): g for name, g in model.named_modules()
+            if isinstance(g, cnnzoo.layers.StochasticDepth)}
+
+
 @contextlib.contextmanager
 def forced(model: torch.nn.Module, open_blocks: set[str]):
     """Every gate of ``model`` shut, except those of the blocks named in ``open_blocks``, which always open.
 
     A survival probability of 1 opens a gate, one of 0 shuts it (``StochasticDepth.open``); restored on exit.
     """
-    gates = {name.removesuffix(".drop_path"): g for name, g in model.named_modules()
-             if isinstance(g, cnnzoo.layers.StochasticDepth)}
+    gates = gates_of(model)
     saved = {name: g.survival_prob for name, g in gates.items()}
     for name, g in gates.items():
         g.survival_prob = 1.0 if name in open_blocks else 0.0
@@ -101,13 +106,13 @@ def expected_ratio(model: torch.nn.Module, step, baseline_step, rounds: int = 5)
     """The ratio "batch" mode would reach if it saved exactly the dropped blocks' work, from measured costs.
 
     Steps with every gate shut give the fixed cost (stem, head, loss, update); steps with one stage's gates
-    open give that stage's per-block cost. ``step`` and ``baseline_step`` run one training step each. Returns the ratio against ``baseline_step`` (the network without
-    stochastic depth) and the per-block cost of each stage in ms.
+    open give that stage's per-block cost. ``step`` and ``baseline_step`` run one training step each. Returns
+    the ratio against ``baseline_step`` (the network without stochastic depth) and each stage's per-block cost
+    in ms.
     """
-    blocks = [name.removesuffix(".drop_path") for name, m in model.named_modules()
-              if isinstance(m, cnnzoo.layers.StochasticDepth)]
+    gates = gates_of(model)
     stages = {}
-    for name in blocks:
+    for name in gates:
         stages.setdefault(name.split(".")[0], set()).add(name)
     cases = {"baseline": (None, baseline_step), "shut": (set(), step)}
     cases.update({stage: (names, step) for stage, names in stages.items()})
@@ -122,9 +127,7 @@ def expected_ratio(model: torch.nn.Module, step, baseline_step, rounds: int = 5)
     times = measure({case: (lambda case=case: run(case)) for case in cases}, rounds)
     med = {case: statistics.median(t) for case, t in times.items()}
     cost = {stage: (med[stage] - med["shut"]) / len(names) for stage, names in stages.items()}
-    probs = {name.removesuffix(".drop_path"): m.survival_prob for name, m in model.named_modules()
-             if isinstance(m, cnnzoo.layers.StochasticDepth)}
-    kept = sum(probs[name] * cost[name.split(".")[0]] for name in blocks)
+    kept = sum(g.survival_prob * cost[name.split(".")[0]] for name, g in gates.items())
     return (med["shut"] + kept) / med["baseline"], {stage: c * 1e3 for stage, c in cost.items()}
 
 
@@ -159,8 +162,7 @@ def main() -> None:
     x = torch.randn(args.batch_size, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch_size,))
     ours = resnet110_cases()
-    gates = [m.survival_prob for m in ours[BATCH_MODE].modules()
-             if isinstance(m, cnnzoo.layers.StochasticDepth)]
+    gates = [g.survival_prob for g in gates_of(ours[BATCH_MODE]).values()]
     print(f"ResNet-110: L = {len(gates)} blocks, E[L~] = {sum(gates):.2f} ({sum(gates) / len(gates):.3f} of L)")
     steps = {name: train_step(m, x, y, layout) for name, m in ours.items()}
     times = measure(steps, args.steps)
