@@ -13,7 +13,7 @@ from cnnzoo.analysis.stochastic_depth import poly_saved_macs
 from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.engine.insertion import insert_init
 from cnnzoo.models.polynet import KINDS, PolyConvBnAct, PolyInception, PolyNet, inception_block
-from conftest import assert_built_as_registered, require_peer
+from conftest import assert_built_as_registered, assert_warned_at, require_peer
 from peers import randomize_batchnorm
 
 
@@ -296,7 +296,7 @@ def test_insert_init_old_import_path_still_works_with_a_warning():
     assert old is insert_init
     assert [str(w.message) for w in record] == [
         "cnnzoo.models.polynet.insert_init moved to cnnzoo.engine.insertion.insert_init"]
-    assert record[0].filename == __file__  # the warning points at the caller's line
+    assert_warned_at(record[0], __file__)  # the warning points at the caller's line
     with pytest.raises(AttributeError, match=r"^module 'cnnzoo.models.polynet' has no attribute 'nothing'$"):
         polynet.nothing
 
