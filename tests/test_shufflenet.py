@@ -85,6 +85,9 @@ def test_scaled_networks(name, mflops):
 def test_bad_groups_and_scale_are_one_line_errors():
     with pytest.raises(ValueError, match="groups must be one of"):
         ShuffleNetV1(groups=5)
+    with pytest.raises(ValueError, match=r"^ShuffleNet scale must be positive \(the paper uses 0.25, 0.5, 1, 1.5, 2\), "
+                                         r"got 0$"):
+        ShuffleNetV1(scale=0)
     with pytest.raises(ValueError, match="do not split into 4 groups"):
         ShuffleNetV1(groups=4, scale=0.5)
 
@@ -104,3 +107,21 @@ def test_info_shows_140_m_mult_adds_matching(capsys):
     out = capsys.readouterr().out
     macs_line = next(line for line in out.splitlines() if line.strip().startswith("MACs"))
     assert "137.5 M" in macs_line and "reference 140 M" in macs_line and "✓ match" in macs_line
+
+
+def test_default_is_the_papers_1x_g3_with_its_shuffles_and_stem():
+    """ShuffleNet 1x (g = 3), the paper's reference network; the stem is a 3x3 stride-2 conv of 24 filters and a
+    3x3 stride-2 max pool (Table 1)."""
+    with torch.device("meta"):
+        model = ShuffleNetV1()
+    assert {k: v.shape for k, v in model.state_dict().items()} == {
+        k: v.shape for k, v in meta_model("shufflenet_v1_g3").state_dict().items()}
+    assert model.fc.out_features == 1000 and model.conv1.in_channels == 3
+    assert all(not isinstance(unit.shuffle, torch.nn.Identity) for stage in model.stages for unit in stage)
+    conv, pool = model.conv1, model.maxpool
+    assert (conv.out_channels, conv.kernel_size, conv.stride, conv.padding) == (24, (3, 3), (2, 2), (1, 1))
+    assert (pool.kernel_size, pool.stride, pool.padding) == (3, 2, 1)
+
+
+def test_a_scale_the_release_lacks_scales_the_stem_too():
+    assert ShuffleNetV1(groups=1, scale=0.75).conv1.out_channels == 18  # 24 x 0.75; released scales: 0.5, 1, 1.5, 2
