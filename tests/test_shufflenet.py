@@ -1,11 +1,13 @@
+import re
+
 import pytest
 import torch
 
 from cnnzoo.analysis import count_macs, count_params
 from cnnzoo.analysis.complexity import meta_model, trace
 from cnnzoo.cli import main
-from cnnzoo.models.shufflenet import (STAGE_OUT_CHANNELS, TABLE_1_MFLOPS, ShuffleNetV1, ShuffleUnit,
-                                      channel_shuffle)
+from cnnzoo.models.shufflenet import (STAGE_OUT_CHANNELS, TABLE_1_MFLOPS, ChannelShuffle, ShuffleNetV1,
+                                      ShuffleUnit, channel_shuffle)
 
 GROUPS = sorted(STAGE_OUT_CHANNELS)
 
@@ -125,3 +127,18 @@ def test_default_is_the_papers_1x_g3_with_its_shuffles_and_stem():
 
 def test_a_scale_the_release_lacks_scales_the_stem_too():
     assert ShuffleNetV1(groups=1, scale=0.75).conv1.out_channels == 18  # 24 x 0.75; released scales: 0.5, 1, 1.5, 2
+
+
+@pytest.mark.parametrize("args, what", [((25, 24, 3), "unit 25->24: input channels 25"),
+                                        ((24, 40, 3, 2), "unit 24->40: bottleneck channels 10"),
+                                        ((23, 48, 3, 2, 1), "unit 23->48: branch output channels 25"),
+                                        ((24, 24, 3, 2), "unit 24->24: branch output channels 0")])
+def test_a_unit_names_the_part_whose_channels_do_not_split(args, what):
+    message = f"ShuffleNet {what} do not split into 3 groups; choose a scale or groups that divide the channels"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        ShuffleUnit(*args)
+
+
+def test_the_smallest_units_build_and_shuffle_from_two_groups():
+    assert ShuffleUnit(4, 4, groups=1).conv1.out_channels == 1  # a one-channel bottleneck splits into one group
+    assert isinstance(ShuffleUnit(8, 8, groups=2).shuffle, ChannelShuffle)

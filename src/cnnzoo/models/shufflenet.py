@@ -101,7 +101,7 @@ class ShuffleUnit(nn.Module):
         out = self.bn3(self.conv3(self.bn2(self.conv2(out))))
         if self.stride == 2:
             return self.act(torch.cat([self.shortcut(x), out], 1))
-        return self.act(x + out)
+        return self.act(self.shortcut(x) + out)
 
 
 class ShuffleNetV1(ImageClassifier):
