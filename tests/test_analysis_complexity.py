@@ -306,3 +306,25 @@ def test_example_input_follows_the_model():
     with pytest.raises(ValueError, match="^give input_size: this model was not built by create_model and has no "
                                          "default_cfg$"):
         example_input(plain)
+
+
+def test_meta_models_skip_random_init_and_batch_norm_arithmetic():
+    """What ``_MetaShortcuts`` promises: on the meta device, init functions and batch norm never reach torch."""
+    from torch.overrides import TorchFunctionMode
+
+    reached = []
+
+    class Recorder(TorchFunctionMode):  # outside the counter's mode: sees what the counter passes on
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            reached.append(getattr(func, "__name__", ""))
+            return func(*args, **(kwargs or {}))
+
+    with Recorder():
+        meta_model("resnet18")
+    assert "empty" in reached and not complexity._INIT & set(reached)  # the layers built, none initialised
+    with torch.device("meta"):
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4).eval())
+    reached.clear()
+    with Recorder():
+        count_macs(net, (3, 8, 8))
+    assert "conv2d" in reached and "batch_norm" not in reached

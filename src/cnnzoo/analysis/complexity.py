@@ -151,7 +151,7 @@ class Trace:
 class _Tracer(_MetaShortcuts):
     """Counts MACs of every conv/linear/matmul and tracks the weight-layer depth of every tensor."""
 
-    def __init__(self, model: nn.Module, record_ops: bool = False):
+    def __init__(self, model: nn.Module, record_ops: bool):
         super().__init__()
         self.record_ops = record_ops
         self.trace = Trace()
@@ -197,7 +197,7 @@ class _Tracer(_MetaShortcuts):
                 depth += 1
         outputs = _tensors(out)
         for t in outputs:
-            self.depth[id(t)] = max(depth, self.depth.get(id(t), 0))
+            self.depth[id(t)] = depth  # an in-place op's output is among its inputs: depth counts it already
             self.alive.append(t)
         if self.record_ops:
             self.trace.ops.append(Op(getattr(func, "__name__", str(func)), self.stack[-1].name if self.stack else "",
