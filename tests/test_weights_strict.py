@@ -170,6 +170,8 @@ def test_fit_drops_the_heads_the_model_was_built_without_and_nothing_else():
     fitted = dict(file)
     assert _fit_to_model(TwoStems(head=False), fitted, 3, 5) == []
     assert sorted(set(file) - set(fitted)) == ["aux1.conv.weight", "fc.bias", "fc.extra.weight", "fc.weight"]
+    stray = {**state(), "stray.weight": torch.ones(1)}
+    assert _fit_to_model(Tiny(), stray, 2, 3) == [] and "stray.weight" in stray  # a class without `classifier`
 
 
 def test_read_weight_file_is_a_deprecated_load_file(tmp_path):
