@@ -43,8 +43,33 @@ def test_a_lrn_normalises_after_the_first_conv():
 
 
 def test_unknown_layer_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown VGG layer 'conv3x64'"):
+    with pytest.raises(ValueError, match=r"^unknown VGG layer 'conv3x64'; use 'conv<size>-<channels>', 'maxpool' or "
+                                         r"'LRN'$"):
         VGG(["conv3x64"])
+
+
+def test_a_column_alone_is_the_papers_network():
+    """VGG(column) with no other argument: 1000 classes, RGB, no BN, dropout 0.5 after fc6 and fc7 (Section 3.1),
+    the registered model's tensors."""
+    from cnnzoo.models.vgg import _TABLE_1
+
+    with torch.device("meta"):
+        model = VGG(_TABLE_1["D"].split())
+    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(model) == shapes(meta("vgg16"))
+    assert model.fc8.out_features == 1000 and model.features[0].in_channels == 3
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert (model.drop6.p, model.drop7.p) == (0.5, 0.5)
+
+
+def test_feature_info_names_each_block_end_and_pool5():
+    model = meta("vgg11_bn")
+    info = [(f["module"], f["num_chs"], f["reduction"]) for f in model.feature_info]
+    # A with BN: conv-BN-ReLU triples; each block's last ReLU, then the fifth pool
+    assert info == [("features.2", 64, 1), ("features.6", 128, 2), ("features.13", 256, 4),
+                    ("features.20", 512, 8), ("features.27", 512, 16), ("features.28", 512, 32)]
+    assert all(isinstance(model.features[int(m.split(".")[1])], nn.ReLU) for m, _, _ in info[:-1])
+    assert isinstance(model.features[28], nn.MaxPool2d)
 
 
 # Every VGG torchvision has. vgg11 and vgg16_bn run at 32x32 (the smallest input), the rest at
