@@ -39,7 +39,8 @@ def test_config_c_has_1x1_where_d_has_3x3():
 def test_a_lrn_normalises_after_the_first_conv():
     model = meta("vgg11_lrn")
     assert [type(m) for m in model.features[:4]] == [nn.Conv2d, nn.ReLU, LocalResponseNorm, nn.MaxPool2d]
-    assert (model.features[2].size, model.features[2].alpha, model.features[2].k) == (5, 1e-4, 2.0)
+    lrn = model.features[2]
+    assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 2.0)  # Krizhevsky et al.'s, Section 3.3
 
 
 def test_unknown_layer_is_a_clear_error():
