@@ -82,3 +82,15 @@ def test_torchvision_weights_give_same_logits(name):
     torch.manual_seed(0)
     peer = getattr(torchvision.models, name)()
     assert_same_logits(name, peer, size=32, batch=2 if name in ("vgg11", "vgg16_bn") else 1)
+
+
+def test_init_is_torchvisions_he_fan_out_for_convs_and_std_0_01_for_the_fc_layers():
+    """torchvision's initialisation (the class's comment says why not the paper's): He et al.'s std
+    sqrt(2 / fan_out) for the convs, std 0.01 for the FC layers, zero biases."""
+    torch.manual_seed(0)
+    model = VGG(["conv3-64", "maxpool", "conv3-128", "maxpool"], num_classes=10)
+    conv = model.features[3]  # 64 -> 128, 3x3: fan_out 1,152 (fan_in would be 576)
+    assert abs(conv.weight.std().item() - (2 / (128 * 9)) ** 0.5) < 0.002
+    for fc in (model.fc6, model.fc7, model.fc8):
+        assert abs(fc.weight.std().item() - 0.01) < 0.0005 and not fc.bias.any()
+    assert not conv.bias.any()
