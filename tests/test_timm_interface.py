@@ -10,6 +10,7 @@ import copy
 import functools
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -197,6 +198,11 @@ def test_feature_indices_have_timms_meaning():
         feature_take_indices(5, (5,))
     info = FeatureInfo([dict(num_chs=8, reduction=2, module="a"), dict(num_chs=16, reduction=4, module="b")], (1,))
     assert (info.channels(), info.reduction(), info.module_name(), info.channels(0)) == ([16], [4], ["b"], 8)
+    assert (info.reduction(0), info.module_name(0), info.module_name([1, 0])) == (2, "a", ["b", "a"])
+    assert info.get_dicts() == [dict(num_chs=16, reduction=4, module="b", index=1)]
+    assert info.get_dicts(("num_chs",), idx=0) == {"num_chs": 8}
+    assert info.get_dicts(("module",), idx=[0, 1]) == [{"module": "a"}, {"module": "b"}]
+    assert repr(info) == "FeatureInfo([{'num_chs': 16, 'reduction': 4, 'module': 'b'}])"
 
 
 def test_pruned_model_says_what_happened():
@@ -205,8 +211,48 @@ def test_pruned_model_says_what_happened():
     assert isinstance(model.layer2, Pruned) and isinstance(model.layer3, Pruned)
     maps = model.forward_intermediates(torch.randn(1, 3, 32, 32), (0, 1), intermediates_only=True)
     assert [m.shape[1] for m in maps] == [16, 16]
-    with pytest.raises(RuntimeError, match="layer2 was removed by prune_intermediate_layers"):
+    message = ("layer2 was removed by prune_intermediate_layers: this model now only serves "
+               "forward_intermediates(..., intermediates_only=True) up to its last kept stage")
+    with pytest.raises(RuntimeError, match=f"^{re.escape(message)}$"):
         model(torch.randn(1, 3, 32, 32))
+
+
+def test_reset_classifier_and_set_global_pool_keep_what_they_should():
+    vgg = cnnzoo.create_model("vgg11").double()
+    vgg.reset_classifier(7, global_pool="max")  # VGG's classifier reads fc7's 4096, not the 512 channels
+    assert (vgg.fc8.in_features, vgg.fc8.out_features, vgg.fc8.weight.dtype) == (4096, 7, torch.float64)
+    assert (vgg.global_pool.pool_type, vgg.global_pool.output_size) == ("max", 7)  # VGG pools to 7x7
+    with torch.device("meta"):
+        meta = cnnzoo.create_model("resnet18")
+    meta.reset_classifier(3)
+    assert meta.fc.weight.is_meta and meta.num_classes == 3
+    with pytest.raises(ValueError, match=r"^num_classes must be >= 0, got -1$"):
+        meta.reset_classifier(-1)
+    with pytest.raises(ValueError, match=r"^num_classes=3 needs pooled features; global_pool='' passes the feature map "
+                                         r"through: use num_classes=0 with it, or another pool$"):
+        meta.reset_classifier(3, global_pool="")
+    meta.global_pool = nn.AdaptiveAvgPool2d(1)
+    with pytest.raises(ValueError, match=r"^ResNet has no selectable pooling \(self.global_pool is not a "
+                                         r"SelectAdaptivePool2d\); global_pool='max' cannot be applied$"):
+        meta.set_global_pool("max")
+
+
+def test_grad_checkpointing_recomputes_each_stage_with_parameters_in_backward():
+    model = cnnzoo.create_model("shufflenet_v1_g1", num_classes=4)  # its first stages are a ReLU and a pool
+    model.set_grad_checkpointing()
+    assert model.grad_checkpointing is True
+    stages = [model.get_submodule(info["module"]) for info in model.feature_info]
+    assert [("forward" in m.__dict__) for m in stages] == [False, False, True, True, True]
+    calls = []
+    model.stages[2][0].register_forward_hook(lambda *_: calls.append(1))  # a unit inside the last stage
+    model(torch.randn(2, 3, 64, 64)).sum().backward()
+    assert len(calls) == 2  # run without keeping its activations, then again in backward
+    calls.clear()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 64, 64))
+    assert len(calls) == 1  # nothing to recompute without autograd
+    model.set_grad_checkpointing(False)
+    assert model.grad_checkpointing is False and not any("forward" in m.__dict__ for m in stages)
 
 
 def test_list_models_takes_timms_filters():

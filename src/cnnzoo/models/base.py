@@ -395,9 +395,7 @@ class FeatureNet(nn.Module):
 
     def __init__(self, model: ImageClassifier, out_indices: int | Sequence[int] | None = None):
         super().__init__()
-        self.out_indices = tuple(model.prune_intermediate_layers(out_indices, prune_head=True)
-                                 if out_indices is not None else
-                                 model.prune_intermediate_layers(len(model.feature_info), prune_head=True))
+        self.out_indices = tuple(model.prune_intermediate_layers(out_indices, prune_head=True))  # None: every stage
         self.model = model
         self.feature_info = FeatureInfo(model.feature_info, self.out_indices)
 
