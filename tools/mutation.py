@@ -93,7 +93,7 @@ def generic_tests(module: str) -> list[str]:
 
 
 def samples() -> set[str]:
-    """One model of each family file (the first it registers)."""
+    """One model of each family file (the first of its names in order)."""
     import cnnzoo
     from cnnzoo import registry
 
