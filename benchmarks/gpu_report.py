@@ -42,7 +42,6 @@ import peers
 import stochastic_depth
 from cnnzoo.analysis.bench import make_step, resolve_device
 from cnnzoo.deploy import deploy
-from cnnzoo.layers import StochasticDepth
 
 TRAIN_MODELS = ("resnet50", "xception", "inception_resnet_v2", "densenet121")
 DEPLOY_MODELS = ("resnet50", "googlenet_bn", "densenet121", "xception", "inception_resnet_v2")
@@ -160,7 +159,7 @@ def stochastic_depth_section(s: Settings, device: torch.device) -> list[str]:
     base, batch_mode = stochastic_depth.BASELINE, stochastic_depth.BATCH_MODE
     torch.manual_seed(0)
     cases = stochastic_depth.resnet110_cases()
-    gates = [m.survival_prob for m in cases[batch_mode].modules() if isinstance(m, StochasticDepth)]
+    gates = [g.survival_prob for g in stochastic_depth.gates_of(cases[batch_mode]).values()]
     x = torch.randn(s.sd_batch, 3, 32, 32, device=device)
     steps = {name: make_step(cases[name].to(device), x, "train") for name in (base, batch_mode)}
     times = peers.alternate_rounds(steps, s.sd_rounds, s.sd_steps, warmup=s.warmup)
