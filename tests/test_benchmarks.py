@@ -112,7 +112,7 @@ def test_forced_gates_run_exactly_the_named_blocks_and_restore_them():
     import cnnzoo
 
     model = cnnzoo.create_model("resnet20", drop_path_rate=0.5).train()
-    probs = [g.survival_prob for g in model.modules() if isinstance(g, cnnzoo.layers.StochasticDepth)]
+    probs = {name: g.survival_prob for name, g in stochastic_depth.gates_of(model).items()}
     ran = []
     for name, block in model.named_modules():
         if hasattr(block, "residual"):
@@ -121,4 +121,4 @@ def test_forced_gates_run_exactly_the_named_blocks_and_restore_them():
         for _ in range(3):
             model(torch.randn(2, 3, 32, 32))
     assert ran == ["layer1.0", "layer2.2"] * 3
-    assert [g.survival_prob for g in model.modules() if isinstance(g, cnnzoo.layers.StochasticDepth)] == probs
+    assert {name: g.survival_prob for name, g in stochastic_depth.gates_of(model).items()} == probs
