@@ -63,7 +63,7 @@ def fill_cache(root: Path) -> None:
     """torch.hub's and Hugging Face's caches under ``root``, holding every tag's file (a random peer model's)."""
     os.environ.update(TORCH_HOME=str(root / "torch"), HF_HUB_CACHE=str(root / "hf"), CNNZOO_OFFLINE="1")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from peers import cache_weights, weights_peer
+    from peer_models import cache_weights, weights_peer
 
     tags = hub.list_pretrained()
     for tag in tags:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import cnnzoo
 from cnnzoo.layers import LocalResponseNorm
 from conftest import require_peer
-from peers import assert_same_logits
+from peer_models import assert_same_logits
 
 
 @pytest.fixture  # per test: mutation testing maps a constructor to the tests that run it

@@ -99,16 +99,11 @@ def test_scaling_plot_draws_both_sides_of_every_family(tmp_path):
 
 
 def test_forced_gates_run_exactly_the_named_blocks_and_restore_them():
-    # benchmarks/peers.py, which stochastic_depth imports, shares its name with tests/peers.py
-    tests_peers = sys.modules.pop("peers", None)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import stochastic_depth
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-        sys.modules.pop("peers", None)
-        if tests_peers is not None:
-            sys.modules["peers"] = tests_peers
     import cnnzoo
 
     model = cnnzoo.create_model("resnet20", drop_path_rate=0.5).train()

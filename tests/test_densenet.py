@@ -10,7 +10,7 @@ from cnnzoo.analysis.memory import saved_activation_bytes
 from cnnzoo.analysis import count_params
 from cnnzoo.models.densenet import DenseLayer, DenseNet
 from conftest import require_peer
-from peers import assert_same_logits, randomize_batchnorm
+from peer_models import assert_same_logits, randomize_batchnorm
 
 
 # densenet121 at batch 2; the bigger ones at batch 1. All at 29x29, the smallest input they take.

@@ -7,7 +7,7 @@ from cnnzoo.analysis.complexity import meta_model
 from cnnzoo.layers import StochasticDepth
 from cnnzoo.models.efficientnet import MBConv
 from conftest import assert_built_as_registered, require_peer
-from peers import assert_same_logits
+from peer_models import assert_same_logits
 
 
 def test_table_1_b0():

@@ -7,7 +7,7 @@ from cnnzoo.analysis import count_params
 from cnnzoo.cli import main
 from cnnzoo.models.googlenet import TABLE_1, GoogLeNet, GoogLeNetOutputs, Inception, InceptionAux, InceptionNaive
 from conftest import require_peer
-from peers import randomize_batchnorm
+from peer_models import randomize_batchnorm
 
 
 def meta_model(name, **kwargs):

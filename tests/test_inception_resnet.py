@@ -6,7 +6,7 @@ from cnnzoo.analysis import count_params
 from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.models.inception_resnet import Block8, Block17, Block35, InceptionResNetV2
 from conftest import assert_built_as_registered, require_peer
-from peers import randomize_batchnorm
+from peer_models import randomize_batchnorm
 
 
 def test_timm_weights_give_same_logits():

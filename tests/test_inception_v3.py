@@ -3,7 +3,7 @@ import csv
 import pytest
 import torch
 import torch.nn.functional as F
-from peers import assert_same_logits, randomize_batchnorm
+from peer_models import assert_same_logits, randomize_batchnorm
 
 import cnnzoo
 from cnnzoo.analysis import count_macs, count_params

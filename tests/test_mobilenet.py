@@ -11,7 +11,7 @@ from cnnzoo.cli import main
 from cnnzoo.layers import ConvBnAct
 from cnnzoo.models.mobilenet import TABLE_4, TABLE_6, TABLE_7, MobileNetV1
 from conftest import require_peer
-from peers import assert_same_logits
+from peer_models import assert_same_logits
 
 ALPHAS = {1.0: "mobilenet_v1_100", 0.75: "mobilenet_v1_075", 0.5: "mobilenet_v1_050", 0.25: "mobilenet_v1_025"}
 

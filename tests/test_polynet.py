@@ -14,7 +14,7 @@ from cnnzoo.layers import GateStream, StochasticDepth, seed_gates
 from cnnzoo.engine.insertion import insert_init
 from cnnzoo.models.polynet import KINDS, PolyConvBnAct, PolyInception, PolyNet, inception_block
 from conftest import assert_built_as_registered, assert_warned_at, require_peer
-from peers import randomize_batchnorm
+from peer_models import randomize_batchnorm
 
 
 def meta(name, **kwargs):

@@ -15,7 +15,7 @@ from cnnzoo import hub
 from cnnzoo.cli import main
 from cnnzoo.weights import _converter, _fit_to_model, adapt_input_conv, check_state_dict
 from conftest import assert_warned_at, require_peer, write_image
-from peers import cache_weights, randomize_batchnorm, torchvision_weights, weights_peer
+from peer_models import cache_weights, randomize_batchnorm, torchvision_weights, weights_peer
 
 ALL_TAGS = hub.list_pretrained()
 

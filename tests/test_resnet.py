@@ -6,7 +6,7 @@ from cnnzoo.analysis import count_params
 from cnnzoo.analysis.complexity import module_macs
 from cnnzoo.models.resnet import BasicBlock, Bottleneck, ResNet
 from conftest import require_peer
-from peers import randomize_batchnorm
+from peer_models import randomize_batchnorm
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet152"])

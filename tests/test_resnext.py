@@ -1,6 +1,6 @@
 import pytest
 import torch
-from peers import assert_same_logits
+from peer_models import assert_same_logits
 
 import cnnzoo
 from cnnzoo.analysis import count_macs, count_params

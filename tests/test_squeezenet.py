@@ -1,7 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from peers import assert_same_logits
+from peer_models import assert_same_logits
 
 import cnnzoo
 from cnnzoo.analysis import count_macs, count_params

@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import re
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 import cnnzoo
 from cnnzoo import layers, registry
 from cnnzoo.analysis.complexity import meta_model as _build_meta
-from cnnzoo.models.base import FeatureInfo, Pruned, feature_take_indices
+from cnnzoo.models.base import FeatureInfo, ImageClassifier, Pruned, feature_take_indices
 
 MODELS = cnnzoo.list_models()
 # one small network per family, with an input it accepts, for the checks that compare numbers
@@ -284,3 +285,70 @@ def test_traced_batch_mode_stochastic_depth_is_refused():
     with pytest.raises(RuntimeError, match="cannot be traced"):
         torch.fx.symbolic_trace(model)
     torch.fx.symbolic_trace(model.eval())  # evaluation runs every branch: traceable
+
+
+class Nested(ImageClassifier):
+    """The smallest family the base class serves: three stages two levels down (``body.block.N``),
+    one input channel and no ``default_cfg``, so nothing here leans on a real family's layout."""
+
+    num_features = 8
+
+    def __init__(self):
+        super().__init__()
+        def conv(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.ReLU())
+        self.body = nn.Sequential(OrderedDict(block=nn.Sequential(conv(1, 4), conv(4, 8), conv(8, 8))))
+        self.global_pool = layers.SelectAdaptivePool2d("avg")
+        self.fc = nn.Linear(8, 5)
+        self.feature_info = [dict(num_chs=c, reduction=2 ** (i + 1), module=f"body.block.{i}")
+                             for i, c in enumerate((4, 8, 8))]
+
+    def forward_features(self, x):
+        return self.body(x)
+
+    def forward_head(self, x, pre_logits=False):
+        x = self.global_pool(x)
+        return x if pre_logits else self.fc(x)
+
+
+def test_prune_intermediate_layers_defaults_keep_the_last_stage_and_drop_the_head():
+    model, x = Nested().eval(), torch.randn(2, 1, 16, 16)
+    features = model.forward_features(x)
+    assert model.prune_intermediate_layers() == [2]  # probed at (1, 224, 224): the model's own channels
+    assert not any(isinstance(m, Pruned) for m in model.modules())
+    assert isinstance(model.fc, nn.Identity) and model.global_pool.is_identity()
+    assert torch.equal(model(x), features)  # the unpooled map, as timm's pruned models return
+
+
+def test_prune_intermediate_layers_keeping_the_head_removes_only_later_stages():
+    model, x = Nested().eval(), torch.randn(2, 1, 16, 16)
+    first = model.body.block[0](x)
+    assert model.prune_intermediate_layers((0,), prune_head=False) == [0]
+    assert [type(m).__name__ for m in model.body.block] == ["Sequential", "Pruned", "Pruned"]
+    assert [m.name for m in model.body.block[1:]] == ["body.block.1", "body.block.2"]
+    assert isinstance(model.fc, nn.Linear) and model.global_pool.pool_type == "avg"
+    [kept] = model.forward_intermediates(x, [0], intermediates_only=True)
+    assert torch.equal(kept, first)
+    whole = Nested()
+    assert whole.prune_intermediate_layers(None, prune_head=False) == [0, 1, 2]
+    assert isinstance(whole.fc, nn.Linear) and not any(isinstance(m, Pruned) for m in whole.modules())
+
+
+def test_forward_intermediates_runs_past_the_last_wanted_stage_only_when_asked():
+    model, x = Nested().eval(), torch.randn(2, 1, 16, 16)
+    calls = []
+    model.body.block[2].register_forward_hook(lambda *_: calls.append(1))
+    features, first = model.forward_features(x), model.body.block[0](x)
+    calls.clear()
+    final, [kept] = model.forward_intermediates(x, [0])  # by default the whole of forward_features runs
+    assert torch.equal(final, features) and torch.equal(kept, first) and len(calls) == 1
+    final, [kept] = model.forward_intermediates(x, [0], stop_early=True)
+    assert torch.equal(final, first) and len(calls) == 1
+    assert torch.equal(model.forward_intermediates(x, [0], intermediates_only=True)[0], first) and len(calls) == 1
+    final, maps = model.forward_intermediates(x, [0, 2], stop_early=True)  # the last stage wanted: runs to the end
+    assert torch.equal(final, features) and torch.equal(maps[1], features) and len(calls) == 2
+    assert torch.equal(model.forward_intermediates(x, [0], norm=True)[0], features)  # no final norm to apply
+    [nhwc] = model.forward_intermediates(x, [1], output_fmt="NHWC", intermediates_only=True)
+    assert torch.equal(nhwc, model.body.block[1](first).permute(0, 2, 3, 1))
+    with pytest.raises(ValueError, match=r"^output_fmt must be 'NCHW' or 'NHWC', got 'NDHW'$"):
+        model.forward_intermediates(x, output_fmt="NDHW")

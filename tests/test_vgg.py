@@ -6,7 +6,7 @@ import cnnzoo
 from cnnzoo.layers import LocalResponseNorm
 from cnnzoo.models.vgg import VGG
 from conftest import require_peer
-from peers import assert_same_logits
+from peer_models import assert_same_logits
 
 
 def meta(name):

@@ -11,7 +11,7 @@ from cnnzoo.cli import main
 from cnnzoo.layers import SeparableConv2d, StochasticDepth
 from cnnzoo.models.xception import XceptionModule
 from conftest import assert_built_as_registered, require_peer
-from peers import randomize_batchnorm
+from peer_models import randomize_batchnorm
 
 
 def meta_model(name, **kwargs):
