@@ -20,7 +20,7 @@ from torch import nn
 import cnnzoo
 from cnnzoo import layers, registry
 from cnnzoo.analysis.complexity import meta_model as _build_meta
-from cnnzoo.models.base import FeatureInfo, ImageClassifier, Pruned, feature_take_indices
+from cnnzoo.models.base import FeatureInfo, ImageClassifier, Pruned, _checkpointed_forward, feature_take_indices, he_init_
 
 MODELS = cnnzoo.list_models()
 # one small network per family, with an input it accepts, for the checks that compare numbers
@@ -318,6 +318,10 @@ def test_prune_intermediate_layers_defaults_keep_the_last_stage_and_drop_the_hea
     assert not any(isinstance(m, Pruned) for m in model.modules())
     assert isinstance(model.fc, nn.Identity) and model.global_pool.is_identity()
     assert torch.equal(model(x), features)  # the unpooled map, as timm's pruned models return
+    vgg = meta_model("vgg11")
+    vgg.prune_intermediate_layers()  # a head with hidden layers: they go with it
+    assert [type(getattr(vgg, n)).__name__ for n in ("relu", "fc6", "drop6", "fc7", "drop7", "fc8")] == [
+        "Pruned", "Pruned", "Pruned", "Pruned", "Pruned", "Identity"]
 
 
 def test_prune_intermediate_layers_keeping_the_head_removes_only_later_stages():
@@ -352,3 +356,49 @@ def test_forward_intermediates_runs_past_the_last_wanted_stage_only_when_asked()
     assert torch.equal(nhwc, model.body.block[1](first).permute(0, 2, 3, 1))
     with pytest.raises(ValueError, match=r"^output_fmt must be 'NCHW' or 'NHWC', got 'NDHW'$"):
         model.forward_intermediates(x, output_fmt="NDHW")
+
+
+def test_head_resets_without_a_pool_or_parameters_keep_what_they_should():
+    model = Nested()
+    model.global_pool = layers.SelectAdaptivePool2d("avg", flatten=False)
+    model.set_global_pool("max")
+    assert (model.global_pool.pool_type, model.global_pool.flatten) == ("max", False)
+    del model.global_pool  # a family without a selectable pool: its classifier still resets
+    model.reset_classifier(3)
+    assert (model.fc.in_features, model.fc.out_features) == (8, 3)
+    with pytest.raises(ValueError, match=r"^Nested has no selectable pooling \(self.global_pool is not a "
+                                         r"SelectAdaptivePool2d\); global_pool='avg' cannot be applied$"):
+        model.set_global_pool("avg")
+    empty = Nested()
+    for name in ("body", "fc"):
+        setattr(empty, name, nn.Identity())
+    assert next(empty.parameters(), None) is None
+    empty.reset_classifier(3)  # nothing to take a device or dtype from: torch's defaults
+    assert (empty.fc.out_features, empty.fc.weight.dtype, empty.fc.weight.device.type) == (3, torch.float32, "cpu")
+
+
+def test_checkpointed_stages_pass_keyword_arguments_on():
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(()))
+
+        def forward(self, x, factor=1.0):
+            return self.weight * x * factor
+
+    stage, x = Scale(), torch.ones(2)
+    stage.forward = functools.partial(_checkpointed_forward, stage)  # what set_grad_checkpointing installs
+    assert stage(x, factor=3.0).tolist() == [3.0, 3.0]
+    with torch.no_grad():
+        assert stage(x, factor=3.0).tolist() == [3.0, 3.0]
+
+
+def test_he_init_is_fan_out_normal_for_convs_and_identity_batch_norm():
+    """He et al. 2015 (arXiv 1502.01852), eq. 14's backward form: std sqrt(2 / fan_out), fan_out = C_out k^2."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(64, 128, 3), nn.BatchNorm2d(128))
+    nn.init.normal_(model[1].weight), nn.init.normal_(model[1].bias)
+    he_init_(model)
+    std = model[0].weight.std().item()  # 73,728 draws: within 1 %
+    assert math.isclose(std, math.sqrt(2 / (128 * 9)), rel_tol=0.01)  # fan_in (64 * 9) would give 1.41x
+    assert torch.equal(model[1].weight, torch.ones(128)) and torch.equal(model[1].bias, torch.zeros(128))

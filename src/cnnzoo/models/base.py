@@ -395,7 +395,7 @@ class FeatureNet(nn.Module):
 
     def __init__(self, model: ImageClassifier, out_indices: int | Sequence[int] | None = None):
         super().__init__()
-        self.out_indices = tuple(model.prune_intermediate_layers(out_indices, prune_head=True))  # None: every stage
+        self.out_indices = tuple(model.prune_intermediate_layers(out_indices))  # None: every stage; the head goes
         self.model = model
         self.feature_info = FeatureInfo(model.feature_info, self.out_indices)
 
