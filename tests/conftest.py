@@ -26,6 +26,26 @@ def _missing(reason: str):
     pytest.skip(reason)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under ``tools/mutation.py`` for code every model runs alike (its ``SAMPLED`` modules), a test run over
+    every registered model runs only on the models ``CNNZOO_MUTATION_MODELS`` names, one of each family."""
+    sample = os.environ.get("CNNZOO_MUTATION_MODELS")
+    if not sample:
+        return
+    import cnnzoo
+
+    every, keep = set(cnnzoo.list_models()), set(sample.split(","))
+    models = {item: set(item.nodeid.partition("[")[2].removesuffix("]").split("-")) & every for item in items}
+    per_test: dict[str, set[str]] = {}
+    for item in items:
+        per_test.setdefault(item.nodeid.partition("[")[0], set()).update(models[item])
+    dropped = [i for i in items if len(per_test[i.nodeid.partition("[")[0]]) == len(every) and not models[i] & keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(dropped)
+        items[:] = [i for i in items if i not in gone]
+
+
 def require_peer(name: str):
     """Import the peer library ``name`` (timm, torchvision, pretrainedmodels.models.polynet, onnxruntime, ...)
     for the test that calls this; the test skips without it, or fails under CI=true."""

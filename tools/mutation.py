@@ -80,7 +80,7 @@ TESTS: dict[str, list[str]] = {
     "models/base.py": ["tests/test_timm_interface.py"],  # the timm interface every family inherits
 }
 # Modules that every model runs alike (a base class, the MAC counter): their tests that run over every
-# registered model run here on one model of each family (``sampled``).
+# registered model run here on one model of each family (``samples``; tests/conftest.py deselects the rest).
 SAMPLED = {"models/base.py", "analysis/complexity.py"}
 
 
@@ -92,34 +92,16 @@ def generic_tests(module: str) -> list[str]:
     return [f"{test}[{name}]" for test in GENERIC for name in names]
 
 
-def samples() -> set[str]:
-    """One model of each family file (the first of its names in order)."""
+def samples() -> str:
+    """One model of each family file (the first of its names in order), comma-separated."""
     import cnnzoo
     from cnnzoo import registry
 
-    return {cnnzoo.list_models(module=family)[0] for family in set(registry._MODULES.values())}
-
-
-def sampled(files: list[str]) -> list[str]:
-    """The test ids in ``files``; of a test run over every registered model, only the ``samples()``: code that
-    every model runs alike is exercised by one of each family, and ~90 models per mutant would cost hours."""
-    import cnnzoo
-
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *files], cwd=ROOT,
-                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src"))).stdout
-    every, keep = set(cnnzoo.list_models()), samples()
-    ids = [line.strip() for line in out.splitlines() if "::" in line]
-    models = {i: set(i.partition("[")[2].removesuffix("]").split("-")) & every for i in ids}
-    per_test: dict[str, set[str]] = {}
-    for i in ids:
-        per_test.setdefault(i.partition("[")[0], set()).update(models[i])
-    return [i for i in ids if len(per_test[i.partition("[")[0]]) < len(every) or models[i] & keep]
+    return ",".join(sorted(cnnzoo.list_models(module=family)[0] for family in set(registry._MODULES.values())))
 
 
 def selection(module: str) -> list[str]:
     """The tests to run for ``module``: a family file's GENERIC tests of its own models, then its ``TESTS`` entry."""
-    if module in SAMPLED:
-        return sampled(TESTS[module])
     return (generic_tests(module) if module.startswith("models/") else []) + TESTS[module]
 
 
@@ -161,8 +143,10 @@ def _toml(value) -> str:
     return "[" + ", ".join(_toml(v) for v in value) + "]"
 
 
-def mutmut(work: Path, *args: str, budget: float | None = None) -> int:
+def mutmut(work: Path, *args: str, budget: float | None = None, sample: bool = False) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CNNZOO_OFFLINE="1")
+    if sample:  # all-model tests on one model per family (tests/conftest.py): an environment variable, since
+        env["CNNZOO_MUTATION_MODELS"] = samples()  # any change of mutmut's test selection resets every verdict
     env.pop("CI", None)  # mutants run without ../shared/data beside them: those tests skip there
     env.pop("PYTHONPATH", None)  # mutmut puts the mutated copy of src/ first on the path itself
     command = [sys.executable, "-m", "mutmut", *args]
@@ -288,7 +272,7 @@ def main() -> None:
             # mutmut keeps a survivor's verdict: those of an earlier call get a chance against today's tests below
             earlier = {k for k, v in results(work).items() if v == "survived"}
             if not args.survivors:
-                mutmut(work, "run", "--max-children", str(args.jobs), budget=left)
+                mutmut(work, "run", "--max-children", str(args.jobs), budget=left, sample=module in SAMPLED)
             # ... except those TESTING.md lists as equivalent: no test can kill them, and each costs all its tests
             survivors = [k for k, v in results(work).items()
                          if v == "survived" and k in earlier and k not in equivalents(module)]
@@ -296,7 +280,8 @@ def main() -> None:
             if survivors and left > 0:
                 # mutmut maps new tests to the functions they run, but not tests edited since: map all again
                 (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-                mutmut(work, "run", "--max-children", str(args.jobs), *survivors, budget=left)
+                mutmut(work, "run", "--max-children", str(args.jobs), *survivors, budget=left,
+                       sample=module in SAMPLED)
         report(module, show=args.show)
 
 
