@@ -132,3 +132,25 @@ def test_every_augmentation_delivers_normalised_images_at_img_size(augment):
     assert torch.equal(out, batch.train(x, generator(6)))  # a pure function of the generator's seed
     assert batch.eval(x).shape == (256, 3, 32, 32)
     assert math.isclose(Geometry.resized(224).store, 256)
+
+
+def test_channel_stats_read_at_most_max_images_evenly_spaced():
+    x = torch.zeros(10_001, 1, 1, 1, dtype=torch.uint8)
+    x[1::2] = 255  # odd images white: every other image read (10,001 > 10,000 by default) sees only black ones
+    assert channel_stats(x)[0].item() == 0.0
+    assert channel_stats(x, max_images=10_001)[0].item() == pytest.approx(5000 / 10_001)  # over all, in chunks
+
+
+@pytest.mark.parametrize("img_size", [64, 20], ids=["up", "down"])
+def test_natural_size_images_are_resized_to_img_size_as_torchvision_resizes(img_size):
+    """A natural-size set (CIFAR, 32x32) fed to a network at another size: the crops are resized as
+    torchvision's antialiased bilinear Resize does, then normalised."""
+    x = images(n=8, side=32)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    batch = BatchAugment("none", Geometry.natural(32, img_size), mean, std, torch.ones(3), torch.eye(3))
+    m, s = torch.tensor(mean)[:, None, None] * 255, torch.tensor(std)[:, None, None] * 255
+    expected = (TF.resize(x.float(), [img_size, img_size], antialias=True) - m) / s
+    assert torch.allclose(batch.train(x, generator(0)), expected, atol=1e-4)
+    assert torch.allclose(batch.eval(x), expected, atol=1e-4)
+    ten = BatchAugment("none", Geometry.natural(32, img_size), mean, std, torch.ones(3), torch.eye(3), eval_crops="ten")
+    assert ten.eval(x).shape == (8, 10, 3, img_size, img_size)
