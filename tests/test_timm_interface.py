@@ -20,7 +20,9 @@ from torch import nn
 import cnnzoo
 from cnnzoo import layers, registry
 from cnnzoo.analysis.complexity import meta_model as _build_meta
-from cnnzoo.models.base import FeatureInfo, ImageClassifier, Pruned, _checkpointed_forward, feature_take_indices, he_init_
+from cnnzoo.models.base import (
+    FeatureInfo, ImageClassifier, Pruned, _checkpointed_forward, feature_take_indices, he_init_,
+)
 
 MODELS = cnnzoo.list_models()
 # one small network per family, with an input it accepts, for the checks that compare numbers
@@ -195,8 +197,11 @@ def test_feature_indices_have_timms_meaning():
     assert feature_take_indices(5) == ([0, 1, 2, 3, 4], 4)
     assert feature_take_indices(5, 2) == ([3, 4], 4)
     assert feature_take_indices(5, (0, -2)) == ([0, 3], 3)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"^feature index 5 is out of range for 5 stages \(use 0\.\.4, or negative "
+                                         r"from the end\)$"):
         feature_take_indices(5, (5,))
+    with pytest.raises(ValueError, match=r"^indices=0: the model has 5 feature stages; ask for 1 to that many$"):
+        feature_take_indices(5, 0)
     info = FeatureInfo([dict(num_chs=8, reduction=2, module="a"), dict(num_chs=16, reduction=4, module="b")], (1,))
     assert (info.channels(), info.reduction(), info.module_name(), info.channels(0)) == ([16], [4], ["b"], 8)
     assert (info.reduction(0), info.module_name(0), info.module_name([1, 0])) == (2, "a", ["b", "a"])
@@ -322,6 +327,16 @@ def test_prune_intermediate_layers_defaults_keep_the_last_stage_and_drop_the_hea
     vgg.prune_intermediate_layers()  # a head with hidden layers: they go with it
     assert [type(getattr(vgg, n)).__name__ for n in ("relu", "fc6", "drop6", "fc7", "drop7", "fc8")] == [
         "Pruned", "Pruned", "Pruned", "Pruned", "Pruned", "Identity"]
+
+
+def test_a_family_that_reuses_a_module_is_probed_and_pruned():
+    model = Nested()
+    model.body.block[0] = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU())
+    model.body.block[1] = model.body.block[2]  # one 8 -> 8 stage run twice: its weights are tied
+    model.feature_info[0]["num_chs"] = 8
+    assert model._shape_probe((1, 64, 64))[0] == (1, 8, 8, 8)
+    assert model.prune_intermediate_layers((0,)) == [0]
+    assert isinstance(model.body.block[1], Pruned)
 
 
 def test_prune_intermediate_layers_keeping_the_head_removes_only_later_stages():

@@ -276,7 +276,7 @@ class ImageClassifier(nn.Module):
                 calls[names[id(module)]][1] = next(clock)
 
         tensors = {f"model.{k}": torch.empty_like(v, device="meta") for k, v in chain(
-            self.named_parameters(remove_duplicate=False), self.named_buffers(remove_duplicate=False))}
+            self.named_parameters(), self.named_buffers())}  # one name per shared tensor: functional_call ties the rest
         modes = {m: m.training for m in self.modules()}
         handles = [nn.modules.module.register_module_forward_pre_hook(enter),
                    nn.modules.module.register_module_forward_hook(leave)]
