@@ -1,6 +1,5 @@
 """`cnnzoo train` / `cnnzoo eval` from the command line: the summary line and one-line argument errors."""
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -64,7 +63,6 @@ def test_cuda_requested_without_one_is_an_argument_error(capsys):
                                        " use --device cpu (or auto)\n")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cnnzoo.data") is None, reason="cnnzoo.data (the data branch) not merged")
 def test_missing_data_path_is_an_argument_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cnnzoo", "train", "--data", str(tmp_path / "nowhere"),
                              "--out", str(tmp_path)], capture_output=True, text=True)

@@ -52,3 +52,21 @@ def test_no_test_file_skips_as_a_whole():
                 node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else []
             offenders += [f"{path.name}:{c.lineno}" for c in calls]
     assert not offenders, f"module-level skips: {offenders}"
+
+
+def test_tests_skip_only_for_a_missing_peer_data_set_or_gpu():
+    """A skip outside conftest's ``_missing`` must depend on the hardware (CUDA); anything else (a model not
+    registered, a results file absent) is a failure: a skip there would hide a broken tree."""
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name == "conftest.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr in ("skip", "xfail") and isinstance(node.func.value, ast.Name):  # pytest.skip(...)
+                offenders.append(f"{path.name}:{node.lineno}")
+            elif node.func.attr == "skipif" and "cuda" not in ast.unparse(node.args[0] if node.args else node):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, f"skips that do not depend on a peer, the data or a GPU: {offenders}"
