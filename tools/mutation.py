@@ -53,6 +53,8 @@ TESTS: dict[str, list[str]] = {
     "layers/conv.py": ["tests/test_paper_constants.py", "tests/test_models.py"],
     "layers/separable.py": [SHAPES, "tests/test_xception.py", "tests/test_mobilenet.py"],
     "layers/concat.py": [SHAPES, "tests/test_inception_v4.py", "tests/test_inception_resnet.py"],
+    "layers/pool.py": ["tests/test_timm_interface.py"],
+    "layers/fx.py": ["tests/test_timm_interface.py", "tests/test_alexnet.py", "tests/test_lenet.py"],
     "engine/optim.py": ["tests/test_paper_constants.py", "tests/test_engine_optim.py"],
     "data/transforms.py": ["tests/test_paper_constants.py", "tests/test_pipeline_statistics.py",
                            "tests/test_data_transforms.py"],
@@ -81,7 +83,7 @@ TESTS: dict[str, list[str]] = {
 }
 # Modules that every model runs alike (a base class, the MAC counter): their tests that run over every
 # registered model run here on one model of each family (``samples``; tests/conftest.py deselects the rest).
-SAMPLED = {"models/base.py", "analysis/complexity.py"}
+SAMPLED = {"models/base.py", "analysis/complexity.py", "layers/pool.py", "layers/fx.py"}
 
 
 def generic_tests(module: str) -> list[str]:
