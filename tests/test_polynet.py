@@ -89,18 +89,22 @@ def test_poly_sharing():
 
 
 def test_inception_block_defaults_and_its_eps_reach_every_bn():
-    """F alone: one order (one BN per conv) unless told, the release's BN eps 1e-5, or the eps given to every BN,
-    the per-order final 1x1s of ``"convs"`` sharing included (from poly-2 on)."""
+    """F alone: one order (one BN per conv) unless told, the release's BN eps 1e-5; the eps and norm layer given
+    reach every BN, the per-order final 1x1s of ``"convs"`` sharing included (from poly-2 on)."""
     def bns(block):
         return [m for m in block.modules() if isinstance(m, torch.nn.BatchNorm2d)]
 
     def poly_layers(block):
         return [m for m in block.modules() if isinstance(m, PolyConvBnAct)]
 
+    class Marked(torch.nn.BatchNorm2d):
+        pass
+
     assert {b.eps for b in bns(inception_block("A"))} == {1e-5}
+    assert {b.eps for b in bns(inception_block("A", eps=1e-3))} == {1e-3}
     assert {len(m.bn) for m in poly_layers(inception_block("A", sharing="bn"))} == {1}
-    convs = inception_block("A", orders=2, sharing="convs", eps=1e-3)
-    assert len(convs.conv2d) == 2 and {b.eps for b in bns(convs)} == {1e-3}
+    convs = inception_block("A", orders=2, sharing="convs", eps=1e-3, norm_layer=Marked)
+    assert len(convs.conv2d) == 2 and {(type(b), b.eps) for b in bns(convs)} == {(Marked, 1e-3)}
     assert {len(m.bn) for m in poly_layers(convs)} == {1, 2}  # the shared convs' BN per order; each final 1x1's own
 
 
