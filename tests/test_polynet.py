@@ -88,6 +88,14 @@ def test_poly_sharing():
     assert count_params(convs) == count_params(bn) + 2 * (384 * 1152)  # two more final 1x1 convs
 
 
+def test_module_defaults_are_the_papers():
+    """Section 4's beta = 0.3 on every path, and BN eps 1e-5 (the release's) in a module and a layer built alone."""
+    module = PolyInception("2-way", "A")
+    assert module.beta == 0.3
+    assert {m.eps for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-5}
+    assert PolyConvBnAct(3, 4, 1).bn[0].eps == 1e-5
+
+
 def test_inception_block_defaults_and_its_eps_reach_every_bn():
     """F alone: one order (one BN per conv) unless told, the release's BN eps 1e-5; the eps and norm layer given
     reach every BN, the per-order final 1x1s of ``"convs"`` sharing included (from poly-2 on)."""
@@ -256,7 +264,8 @@ def test_builder_errors_are_clear():
     with pytest.raises(ValueError, match=r"^kinds must give stages A, B, C a kind or a list of kinds each, "
                                          r"got \('2-way', '2-way'\)$"):
         PolyNet((1, 1, 1), ("2-way",) * 2)
-    with pytest.raises(ValueError, match="unknown PolyInception kind 'poly-4'"):
+    message = f"unknown PolyInception kind 'poly-4': use one of {', '.join(KINDS)}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         PolyNet((1, 1, 1), ("2-way", "poly-4", "2-way"))
     with pytest.raises(ValueError, match=r"beta must be one number or one per module \(3\), got 2 values"):
         PolyNet((1, 1, 1), ("2-way",) * 3, beta=[0.3, 0.3])
