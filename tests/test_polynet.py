@@ -89,7 +89,8 @@ def test_poly_sharing():
 
 
 def test_module_defaults_are_the_papers():
-    """Section 4's beta = 0.3 on every path, and BN eps 1e-5 (the release's) in a module and a layer built alone."""
+    """The paper's beta = 0.3 on every path (its training setup), and BN eps 1e-5 (the release's), in a module and
+    in a layer built alone."""
     module = PolyInception("2-way", "A")
     assert module.beta == 0.3
     assert {m.eps for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-5}
