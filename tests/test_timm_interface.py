@@ -409,10 +409,11 @@ def test_checkpointed_stages_pass_keyword_arguments_on():
 
 
 def test_he_init_is_fan_out_normal_for_convs_and_identity_batch_norm():
-    """He et al. 2015 (arXiv 1502.01852), eq. 14's backward form: std sqrt(2 / fan_out), fan_out = C_out k^2."""
+    """He et al. 2015 (arXiv 1502.01852), Section 2.2's backward case: std sqrt(2 / fan_out), fan_out = C_out k^2."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(64, 128, 3), nn.BatchNorm2d(128))
-    nn.init.normal_(model[1].weight), nn.init.normal_(model[1].bias)
+    nn.init.normal_(model[1].weight)
+    nn.init.normal_(model[1].bias)
     he_init_(model)
     std = model[0].weight.std().item()  # 73,728 draws: within 1 %
     assert math.isclose(std, math.sqrt(2 / (128 * 9)), rel_tol=0.01)  # fan_in (64 * 9) would give 1.41x
