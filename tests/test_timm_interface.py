@@ -186,6 +186,9 @@ def test_num_classes_zero_gives_pooled_features():
 
 def test_pools_compute_what_they_say():
     x = torch.randn(2, 3, 5, 5)
+    assert layers.SelectAdaptivePool2d().pool_type == "avg"  # timm's default
+    assert torch.allclose(layers.SelectAdaptivePool2d("avg")(x), x.mean((2, 3)))
+    assert torch.allclose(layers.SelectAdaptivePool2d("avg", flatten=False)(x), x.mean((2, 3), keepdim=True))
     assert torch.equal(layers.SelectAdaptivePool2d("max")(x), x.amax((2, 3)))
     assert torch.allclose(layers.SelectAdaptivePool2d("avgmax")(x), (x.mean((2, 3)) + x.amax((2, 3))) / 2)
     assert layers.SelectAdaptivePool2d("")(x) is x
