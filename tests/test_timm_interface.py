@@ -421,3 +421,22 @@ def test_he_init_is_fan_out_normal_for_convs_and_identity_batch_norm():
     std = model[0].weight.std().item()  # 73,728 draws: within 1 %
     assert math.isclose(std, math.sqrt(2 / (128 * 9)), rel_tol=0.01)  # fan_in (64 * 9) would give 1.41x
     assert torch.equal(model[1].weight, torch.ones(128)) and torch.equal(model[1].bias, torch.zeros(128))
+
+
+def test_notrace_registry_lists_what_was_registered():
+    """timm's notrace registry: what a tracer's leaf_modules / autowrap_functions should hold."""
+    from cnnzoo.layers import fx
+
+    class Leaf(nn.Module):
+        pass
+
+    def check(x):
+        return x
+
+    try:
+        assert fx.register_notrace_module(Leaf) is Leaf and Leaf in fx.get_notrace_modules()
+        assert fx.register_notrace_function(check) is check and check in fx.get_notrace_functions()
+    finally:
+        fx._LEAF_MODULES.discard(Leaf)
+        fx._AUTOWRAP_FUNCTIONS.discard(check)
+    assert layers.expect_map_size in fx.get_notrace_functions()
