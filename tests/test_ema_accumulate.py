@@ -17,12 +17,11 @@ from cnnzoo.engine import ConfigError, Interrupted, evaluate_checkpoint, load_ch
 from cnnzoo.engine import trainer as trainer_module
 from cnnzoo.engine.distributed import World
 from cnnzoo.engine.ema import WeightAverage
-from cnnzoo.engine.metrics import COLUMNS, read_metrics
+from cnnzoo.engine.metrics import COLUMNS, TIMING_COLUMNS, read_metrics
 from cnnzoo.engine.trainer import Trainer, load_trained, step_seed
 from cnnzoo import create_model
 from cnnzoo.files import load_file
 
-TIMING = ("epoch_seconds", "images_per_s")
 
 
 def config(tmp_path, **overrides):
@@ -154,7 +153,7 @@ def test_sigint_inside_a_step_checkpoints_after_it_and_resume_is_exact(tmp_path,
     a, b = (load_checkpoint(tmp_path / name / "last.ckpt") for name in ("straight", "split"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]  # noqa: E731
     assert strip(read_metrics(tmp_path / "straight" / "metrics.csv")) == \
         strip(read_metrics(tmp_path / "split" / "metrics.csv"))
 

@@ -11,10 +11,9 @@ from torch import nn
 from cnnzoo.engine import (Interrupted, NumericalError, TrainConfig, evaluate_checkpoint, load_checkpoint, load_config,
                            train)
 from cnnzoo.files import load_file
-from cnnzoo.engine.metrics import read_metrics
+from cnnzoo.engine.metrics import TIMING_COLUMNS, read_metrics
+from cnnzoo.engine import trainer as trainer_module
 from cnnzoo.engine.trainer import Trainer, classification_loss, evaluate
-
-TIMING = ("epoch_seconds", "images_per_s")
 
 
 def config(tmp_path, **overrides):
@@ -27,7 +26,7 @@ def weights(run_dir):
 
 
 def same_metrics(a, b):
-    strip = lambda rows: [{k: v for k, v in row.items() if k not in TIMING} for row in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]  # noqa: E731
     return strip(read_metrics(a / "metrics.csv")) == strip(read_metrics(b / "metrics.csv"))
 
 
@@ -277,3 +276,51 @@ def test_a_training_step_on_cuda_never_synchronizes(tmp_path, accumulate, ema_de
         ema = trainer.ema.state_dict()
         assert all(v.is_cuda for v in ema.values())
         assert not all(torch.equal(v, trainer.net.state_dict()[k]) for k, v in ema.items())
+
+
+def fake_clock(monkeypatch, step_s: float) -> list[float]:
+    """The trainer's clock, moved only by hand and by ``step_s`` per training step: ``clock[0] += s``."""
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: clock[0])
+    step = Trainer.train_step
+
+    def timed_step(self, group):
+        step(self, group)
+        clock[0] += step_s
+
+    monkeypatch.setattr(Trainer, "train_step", timed_step)
+    return clock
+
+
+@pytest.mark.parametrize("data_s, step_s, warned", [(3.0, 1.0, True), (1.0, 3.0, True), (0.1, 1.0, False)])
+def test_data_wait_is_the_share_of_time_spent_fetching_batches(tmp_path, one_thread, monkeypatch, capsys, data_s,
+                                                                 step_s, warned):
+    """Each batch takes data_s to arrive and each step step_s: the epoch's seconds, images/s and data wait follow
+    exactly, and a data wait of 25 % (the second case) or more is pointed out with the remedy."""
+    clock = fake_clock(monkeypatch, step_s)
+    hook = lambda epoch, batch: clock.__setitem__(0, clock[0] + data_s)  # noqa: E731
+    train(config(tmp_path, name="run", epochs=1, workers=3), data=synthetic(hook=hook))
+    (row,) = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert row["epoch_seconds"] == pytest.approx(3 * (data_s + step_s))  # 48 images, batch 16: three steps
+    assert row["images_per_s"] == pytest.approx(48 / (3 * (data_s + step_s)), rel=1e-5)
+    pct = 100 * data_s / (data_s + step_s)
+    assert row["data_wait_pct"] == pytest.approx(pct, rel=1e-5)
+    out, err = capsys.readouterr()
+    assert f"img/s  data {pct:.0f}%" in out
+    assert (f"the model waited for data {pct:.0f}% of epoch 1's time" in err) is warned
+    assert ("more decoding processes (workers, now 3) or images stored nearer img_size (8)" in err) is warned
+
+
+def test_data_wait_carries_over_a_mid_epoch_resume(tmp_path, one_thread, monkeypatch):
+    clock = fake_clock(monkeypatch, step_s=1.0)
+
+    def slow_data(epoch, batch):
+        clock[0] += 3.0
+        if batch == 1:  # interrupted after the second step; the resumed run starts at the third batch
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        train(config(tmp_path, name="run", epochs=1), data=synthetic(hook=slow_data))
+    train(config(tmp_path, name="run", epochs=1), data=synthetic(hook=slow_data), resume=tmp_path / "run")
+    (row,) = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert (row["epoch_seconds"], row["data_wait_pct"]) == pytest.approx((12.0, 75.0))

@@ -13,8 +13,10 @@ from torch import Tensor
 
 from .checkpoint import atomic_write
 
-COLUMNS = ["epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5",
-           "epoch_seconds", "images_per_s"]
+# The columns measured by the clock (they differ between two runs that are otherwise identical): the training
+# time of the epoch, its images/s, and the share of that time the loop waited for its next batches.
+TIMING_COLUMNS = ["epoch_seconds", "images_per_s", "data_wait_pct"]
+COLUMNS = ["epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5", *TIMING_COLUMNS]
 # The averaged weights' scores (``ema_decay`` > 0): written only by runs that average, so the files of runs
 # that do not (and of older runs) keep the columns above; ``read_metrics`` reads either.
 EMA_COLUMNS = ["ema_test_loss", "ema_test_top1", "ema_test_top5"]
@@ -22,7 +24,8 @@ EMA_COLUMNS = ["ema_test_loss", "ema_test_top1", "ema_test_top5"]
 
 @dataclass
 class Tally:
-    """Running sums over an epoch: loss x samples, top-1 and top-5 hits, samples, seconds.
+    """Running sums over an epoch: loss x samples, top-1 and top-5 hits, samples, seconds, and of those
+    seconds the ones spent waiting for batches (``data_seconds``).
 
     ``add`` keeps the loss and hit sums as tensors on the device the batch is on,
     so adding a batch never waits for the device; only reading them (``to_dict``,
@@ -35,6 +38,7 @@ class Tally:
     top5: Tensor | float = 0.0
     n: int = 0
     seconds: float = 0.0
+    data_seconds: float = 0.0
 
     def add(self, loss: Tensor, scores: Tensor, labels: Tensor) -> None:
         """Add one batch: its mean loss (a 0-d tensor, not read here) and its class scores (logits or probabilities)."""
@@ -48,7 +52,11 @@ class Tally:
 
     def to_dict(self) -> dict[str, float]:
         return {"loss": float(self.loss), "top1": float(self.top1), "top5": float(self.top5),
-                "n": int(self.n), "seconds": float(self.seconds)}
+                "n": int(self.n), "seconds": float(self.seconds), "data_seconds": float(self.data_seconds)}
+
+    def data_wait_pct(self) -> float:
+        """The share of the training time spent waiting for batches, in %."""
+        return 100.0 * self.data_seconds / max(self.seconds, 1e-9)
 
     def percentages(self) -> dict[str, float]:
         n = max(self.n, 1)
@@ -155,4 +163,5 @@ def plot_curves(history: list[dict], path: Path) -> None:
 def reduce_tally(tally: Tally, reduce) -> Tally:
     """``tally`` summed over DDP processes with ``reduce`` (a function of a float64 tensor)."""
     sums = reduce(torch.tensor([float(tally.loss), float(tally.top1), float(tally.top5), tally.n], dtype=torch.float64))
-    return Tally(sums[0].item(), sums[1].item(), sums[2].item(), int(sums[3].item()), tally.seconds)
+    return Tally(sums[0].item(), sums[1].item(), sums[2].item(), int(sums[3].item()), tally.seconds,
+                 tally.data_seconds)

@@ -95,6 +95,10 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
+# An epoch whose loop waited for its batches this share of its time (%) or more is pointed out: data starved it.
+DATA_BOUND = 25.0
+
+
 def step_seed(seed: int, step: int) -> int:
     """The stochastic-depth gate seed of training batch ``step`` (counted from the run's start: optimizer steps
     x ``accumulate`` + the micro-batch within the step, so each micro-batch of a step draws its own gates and
@@ -358,9 +362,11 @@ class Trainer:
         batches = self.steps_per_epoch * cfg.accumulate  # this epoch's batches (a too-short tail is left out)
         bar = tqdm(total=batches, initial=self.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    leave=False, disable=not (self.world.is_main and sys.stderr.isatty()))
-        started = time.perf_counter()
+        started = waiting = time.perf_counter()
         stream = self.data.train.epoch(epoch, start_batch=self.batch)
         for group in step_groups(stream, cfg.accumulate, (batches - self.batch) // cfg.accumulate):
+            # data: the time this loop waited for the step's batches (reading, decoding, augmenting on the host)
+            self.tally.data_seconds += time.perf_counter() - waiting
             self.train_step(group)
             bar.update(len(group))
             signum = self._pending_signal(sync=self.step % cfg.log_every == 0)
@@ -375,6 +381,7 @@ class Trainer:
             if signum:
                 raise Interrupted(f"{signal.Signals(signum).name} at step {self.step} (epoch {epoch + 1});"
                                   f" checkpoint written: continue with --resume {self.run_dir}", signum)
+            waiting = time.perf_counter()
         stream.close()  # the batches left out, never read
         bar.close()
         self.tally.seconds += time.perf_counter() - started
@@ -435,7 +442,8 @@ class Trainer:
     def _show_progress(self, bar) -> None:
         if not bar.disable:
             tally = self.tally.percentages()
-            bar.set_postfix(loss=f"{tally['loss']:.3f}", img_s=f"{self.tally.n / max(self.tally.seconds, 1e-9):.0f}")
+            bar.set_postfix(loss=f"{tally['loss']:.3f}", img_s=f"{self.tally.n / max(self.tally.seconds, 1e-9):.0f}",
+                            data=f"{self.tally.data_wait_pct():.0f}%")
 
     def evaluate(self) -> dict[str, float]:
         """Test loss, top-1 and top-5 % of the weights and, when averaging, of the averaged ones (``ema_`` keys)."""
@@ -452,7 +460,8 @@ class Trainer:
         train_pct = train.percentages()
         row = {"epoch": epoch + 1, "lr": self.epoch_lr, "train_loss": train_pct["loss"],
                "train_top1": train_pct["top1"], "test_loss": None, "test_top1": None, "test_top5": None,
-               "epoch_seconds": train.seconds, "images_per_s": train.n / max(train.seconds, 1e-9)}
+               "epoch_seconds": train.seconds, "images_per_s": train.n / max(train.seconds, 1e-9),
+               "data_wait_pct": train.data_wait_pct()}
         if self.ema:  # columns of their own, only in runs that average
             row.update(ema_test_loss=None, ema_test_top1=None, ema_test_top5=None)
         if test is not None:
@@ -486,7 +495,12 @@ class Trainer:
                 test_text += f"  ema {test['ema_top1']:.2f}%"
             tqdm.write(f"epoch {epoch + 1}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  train"
                        f" {row['train_top1']:.2f}%{test_text}  lr {row['lr']:.4g}  {train.seconds:.1f} s"
-                       f"  {row['images_per_s']:.0f} img/s")
+                       f"  {row['images_per_s']:.0f} img/s  data {row['data_wait_pct']:.0f}%")
+            if row["data_wait_pct"] >= DATA_BOUND:
+                tqdm.write(f"the model waited for data {row['data_wait_pct']:.0f}% of epoch {epoch + 1}'s time "
+                           f"(data_wait_pct in metrics.csv): an image folder read from disk is fed faster by more "
+                           f"decoding processes (workers, now {self.cfg.workers}) or images stored nearer img_size "
+                           f"({self.data.img_size})", file=sys.stderr)
 
     @property
     def epoch_lr(self) -> float:
@@ -536,8 +550,7 @@ class Trainer:
         if self.ema:  # a checkpoint without an average (ema_decay set on resuming) starts it at its weights
             self.ema.load_state_dict(ckpt.get("ema") or self.net.state_dict())
         self.epoch, self.step, self.batch = ckpt["epoch"], ckpt["step"], ckpt["batch"]
-        t = ckpt["tally"]
-        self.tally = Tally(t["loss"], t["top1"], t["top5"], t["n"], t["seconds"])
+        self.tally = Tally(**ckpt["tally"])  # data_seconds: absent from older checkpoints, 0 then
         self.history, self.grad_history = ckpt["history"], ckpt["grad_history"]
         if self.grad_flow and ckpt["grad_flow"]:
             self.grad_flow.load_state_dict(ckpt["grad_flow"])
