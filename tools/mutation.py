@@ -270,11 +270,11 @@ def main() -> None:
             left = args.budget - (time.monotonic() - start)
             if left <= 0:
                 break
-            work = prepare(module)
+            work, sample = prepare(module), module in SAMPLED
             # mutmut keeps a survivor's verdict: those of an earlier call get a chance against today's tests below
             earlier = {k for k, v in results(work).items() if v == "survived"}
             if not args.survivors:
-                mutmut(work, "run", "--max-children", str(args.jobs), budget=left, sample=module in SAMPLED)
+                mutmut(work, "run", "--max-children", str(args.jobs), budget=left, sample=sample)
             # ... except those TESTING.md lists as equivalent: no test can kill them, and each costs all its tests
             survivors = [k for k, v in results(work).items()
                          if v == "survived" and k in earlier and k not in equivalents(module)]
@@ -282,8 +282,7 @@ def main() -> None:
             if survivors and left > 0:
                 # mutmut maps new tests to the functions they run, but not tests edited since: map all again
                 (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-                mutmut(work, "run", "--max-children", str(args.jobs), *survivors, budget=left,
-                       sample=module in SAMPLED)
+                mutmut(work, "run", "--max-children", str(args.jobs), *survivors, budget=left, sample=sample)
         report(module, show=args.show)
 
 
