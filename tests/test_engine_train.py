@@ -13,7 +13,7 @@ from cnnzoo.engine import (Interrupted, NumericalError, TrainConfig, evaluate_ch
 from cnnzoo.files import load_file
 from cnnzoo.engine.metrics import TIMING_COLUMNS, read_metrics
 from cnnzoo.engine import trainer as trainer_module
-from cnnzoo.engine.trainer import Trainer, classification_loss, evaluate
+from cnnzoo.engine.trainer import Trainer, classification_loss, evaluate, learnt_nothing
 
 
 def config(tmp_path, **overrides):
@@ -324,3 +324,24 @@ def test_data_wait_carries_over_a_mid_epoch_resume(tmp_path, one_thread, monkeyp
     train(config(tmp_path, name="run", epochs=1), data=synthetic(hook=slow_data), resume=tmp_path / "run")
     (row,) = read_metrics(tmp_path / "run" / "metrics.csv")
     assert (row["epoch_seconds"], row["data_wait_pct"]) == pytest.approx((12.0, 75.0))
+
+
+def test_learnt_nothing_compares_with_a_uniform_guess_and_chance():
+    assert learnt_nothing(math.log(10), 15.0, 10)  # the boundary: a uniform guess's loss, 1.5x chance
+    assert not learnt_nothing(math.log(10) - 1e-6, 9.0, 10)  # below a uniform guess's loss
+    assert not learnt_nothing(30.0, 15.1, 10)  # above 1.5x chance
+    assert not learnt_nothing(5.0, 100.0, 1)  # one class: nothing to learn
+
+
+def test_lenet5_at_the_default_rate_is_pointed_to_its_recipe_which_learns(tmp_path, one_thread, capsys):
+    """LeNet-5's RBF output diverges at the default lr 0.1: after epoch 2 the trainer says so and names the recipe,
+    whose 20 epochs reach over 90 % on the embedded digits."""
+    train(load_config(None, {"model": "lenet5", "epochs": 3, "out": str(tmp_path), "tensorboard": False}))
+    err = capsys.readouterr().err
+    assert err.count("learnt nothing") == 1
+    assert "after epoch 2, lenet5 has learnt nothing: train loss " in err
+    assert "(a uniform guess scores ln 10 = 2.3)" in err
+    assert "the learning rate 0.1 may be too high for it: try --lr 0.01 or its recipe (--config lenet5_digits)" in err
+    result = train(load_config("lenet5_digits", {"out": str(tmp_path), "tensorboard": False}))
+    assert result.top1 > 90
+    assert "learnt nothing" not in capsys.readouterr().err

@@ -263,6 +263,12 @@ def recipes() -> dict[str, str]:
     return out
 
 
+def recipes_of(model: str) -> list[str]:
+    """The packaged recipes that train ``model`` (their ``model:`` field)."""
+    return [name for name in recipes()
+            if yaml.safe_load((RECIPES / f"{name}.yaml").read_text(encoding="utf-8")).get("model") == model]
+
+
 def find_recipe(name_or_path: str | Path) -> Path:
     """A YAML file: ``name_or_path`` itself where that file exists, else the packaged recipe of that name
     (``resnet_cifar10`` or ``resnet_cifar10.yaml``); a ConfigError listing the recipes otherwise."""

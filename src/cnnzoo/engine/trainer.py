@@ -44,7 +44,7 @@ from ..layers.drop import StochasticDepth, seed_gates
 from . import distributed
 from .checkpoint import (CheckpointError, WriteError, atomic_write, load_checkpoint, load_file, load_weights,
                          rng_state, save_checkpoint, save_weights, set_rng_state)
-from .config import ConfigError, TrainConfig, load_config, to_yaml
+from .config import ConfigError, TrainConfig, load_config, recipes_of, to_yaml
 from .distributed import World
 from .ema import WeightAverage
 from .finite import FiniteWatch, grad_norm, nonfinite_entries
@@ -97,6 +97,11 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 # An epoch whose loop waited for its batches this share of its time (%) or more is pointed out: data starved it.
 DATA_BOUND = 25.0
+
+
+def learnt_nothing(train_loss: float, train_top1: float, num_classes: int) -> bool:
+    """A training loss no lower than a uniform guess's (ln C) and top-1 within 1.5x of chance (100 / C %)."""
+    return num_classes > 1 and train_loss >= math.log(num_classes) and train_top1 <= 150 / num_classes
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -501,6 +506,18 @@ class Trainer:
                            f"(data_wait_pct in metrics.csv): an image folder read from disk is fed faster by more "
                            f"decoding processes (workers, now {self.cfg.workers}) or images stored nearer img_size "
                            f"({self.data.img_size})", file=sys.stderr)
+            # checked once, after the second epoch (the first may still be warming up)
+            if epoch + 1 == min(2, self.cfg.epochs) and learnt_nothing(row["train_loss"], row["train_top1"],
+                                                                        self.data.num_classes):
+                self._say_learnt_nothing(row)
+
+    def _say_learnt_nothing(self, row: dict) -> None:
+        cfg, classes = self.cfg, self.data.num_classes
+        recipes = "".join(f" or its recipe (--config {name})" for name in recipes_of(cfg.model))
+        tqdm.write(f"after epoch {row['epoch']}, {cfg.model} has learnt nothing: train loss {row['train_loss']:.3g}"
+                   f" (a uniform guess scores ln {classes} = {math.log(classes):.3g}), train top-1 "
+                   f"{row['train_top1']:.1f}%; the learning rate {cfg.lr:g} may be too high for it: try "
+                   f"--lr {cfg.lr / 10:g}{recipes}", file=sys.stderr)
 
     @property
     def epoch_lr(self) -> float:
