@@ -334,14 +334,30 @@ def test_learnt_nothing_compares_with_a_uniform_guess_and_chance():
 
 
 def test_lenet5_at_the_default_rate_is_pointed_to_its_recipe_which_learns(tmp_path, one_thread, capsys):
-    """LeNet-5's RBF output diverges at the default lr 0.1: after epoch 2 the trainer says so and names the recipe,
-    whose 20 epochs reach over 90 % on the embedded digits."""
+    """LeNet-5's RBF output diverges at the default lr 0.1 (loss ~30 against ln 10): after epoch 2 the trainer says
+    so and names the recipe, whose 20 epochs reach over 90 % on the embedded digits."""
     train(load_config(None, {"model": "lenet5", "epochs": 3, "out": str(tmp_path), "tensorboard": False}))
     err = capsys.readouterr().err
     assert err.count("learnt nothing") == 1
-    assert "after epoch 2, lenet5 has learnt nothing: train loss " in err
-    assert "(a uniform guess scores ln 10 = 2.3)" in err
-    assert "the learning rate 0.1 may be too high for it: try --lr 0.01 or its recipe (--config lenet5_digits)" in err
+    assert "after epoch 2, lenet5 has learnt nothing (train loss " in err
+    assert ", a uniform guess's ln 10 = 2.3; train top-1 " in err
+    assert "its loss is far above a uniform guess's, so the learning rate 0.1 is likely too high" in err
+    assert err.endswith("; its recipe: --config lenet5_digits\n")
     result = train(load_config("lenet5_digits", {"out": str(tmp_path), "tensorboard": False}))
     assert result.top1 > 90
     assert "learnt nothing" not in capsys.readouterr().err
+
+
+def test_a_model_stuck_at_a_uniform_guess_is_told_apart_from_one_diverging(tmp_path, one_thread, capsys):
+    """Zero logits score exactly a uniform guess: a plateau, not a rate too high; no recipe trains this model."""
+
+    def constant_net(num_classes=4, in_chans=1, **kw):
+        net = TinyNet(num_classes, in_chans)
+        net.forward_head = lambda x, pre_logits=False: net.fc(x.mean((2, 3))) * 0
+        return net
+
+    with registered(constant_net, input_size=(1, 8, 8), num_classes=4) as name:
+        train(config(tmp_path, model=name, epochs=2), data=synthetic())
+    err = capsys.readouterr().err
+    assert f"after epoch 2, {name} has learnt nothing (train loss 1.39, a uniform guess's ln 4 = 1.39" in err
+    assert err.endswith("it is stuck at a uniform guess: another learning rate than 0.05 or more epochs may move it\n")

@@ -512,12 +512,15 @@ class Trainer:
                 self._say_learnt_nothing(row)
 
     def _say_learnt_nothing(self, row: dict) -> None:
-        cfg, classes = self.cfg, self.data.num_classes
-        recipes = "".join(f" or its recipe (--config {name})" for name in recipes_of(cfg.model))
-        tqdm.write(f"after epoch {row['epoch']}, {cfg.model} has learnt nothing: train loss {row['train_loss']:.3g}"
-                   f" (a uniform guess scores ln {classes} = {math.log(classes):.3g}), train top-1 "
-                   f"{row['train_top1']:.1f}%; the learning rate {cfg.lr:g} may be too high for it: try "
-                   f"--lr {cfg.lr / 10:g}{recipes}", file=sys.stderr)
+        cfg, uniform = self.cfg, math.log(self.data.num_classes)
+        if row["train_loss"] > 1.5 * uniform:  # worse than guessing: the steps overshoot
+            advice = f"its loss is far above a uniform guess's, so the learning rate {cfg.lr:g} is likely too high"
+        else:  # stuck at the guess: a plateau, or steps too small to leave it
+            advice = f"it is stuck at a uniform guess: another learning rate than {cfg.lr:g} or more epochs may move it"
+        recipes = "".join(f"; its recipe: --config {name}" for name in recipes_of(cfg.model))
+        tqdm.write(f"after epoch {row['epoch']}, {cfg.model} has learnt nothing (train loss {row['train_loss']:.3g}, "
+                   f"a uniform guess's ln {self.data.num_classes} = {uniform:.3g}; train top-1 "
+                   f"{row['train_top1']:.1f}%): {advice}{recipes}", file=sys.stderr)
 
     @property
     def epoch_lr(self) -> float:
