@@ -4,8 +4,9 @@
    results. Counted (calls of F, MACs) and timed (training step of the module) against one F evaluation,
    with a naive version that computes each power from scratch (1 + 2 + 3 = 6 evaluations) as contrast.
 2. A dropped stochastic path is not computed: training-step time of a poly-3 and a 2-way module with their
-   gates forced, and of the network polynet_363_b_poly3 with drop_path_rate=0.5 ("batch" mode) against
-   the same network without stochastic paths and in "row" mode (which masks and saves nothing).
+   gates forced, and of whole networks (``--nets``: polynet_363_b_poly3 and PolyNet's baseline
+   inception_resnet_v2) with drop_path_rate=0.5 ("batch" mode) against the same network without stochastic
+   paths and in "row" mode (which masks and saves nothing), beside the MACs the gates are expected to save.
 
 Every time is the median over ``--reps`` runs, the configurations of one table alternated side by side in
 one process, and reported as a ratio to that table's baseline.
@@ -129,8 +130,7 @@ def dropped_paths(reps: int, batch: int) -> None:
           ("module", "paths 1..n", "MACs ratio", "step-time ratio"))
 
 
-def network(reps: int, batch: int, size: int) -> None:
-    name = "polynet_363_b_poly3"
+def network(name: str, reps: int, batch: int, size: int) -> None:
     torch.manual_seed(0)
     x = torch.randn(batch, 3, size, size)
     models = {
@@ -165,12 +165,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="batch of the module benchmarks")
     parser.add_argument("--net-batch", type=int, default=4)
     parser.add_argument("--net-size", type=int, default=149)
+    parser.add_argument("--nets", default="polynet_363_b_poly3,inception_resnet_v2",
+                        help="comma-separated networks for the whole-network table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.reps} alternated runs")
     poly3_costs(args.reps, args.batch)
     dropped_paths(args.reps, args.batch)
-    network(args.reps, args.net_batch, args.net_size)
+    for name in filter(None, args.nets.split(",")):
+        network(name, args.reps, args.net_batch, args.net_size)
 
 
 if __name__ == "__main__":

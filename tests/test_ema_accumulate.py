@@ -23,7 +23,6 @@ from cnnzoo import create_model
 from cnnzoo.files import load_file
 
 
-
 def config(tmp_path, **overrides):
     return load_config(None, {"out": str(tmp_path), "epochs": 2, "batch_size": 16, "lr": 0.05, "tensorboard": False,
                               **overrides})

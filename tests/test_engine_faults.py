@@ -52,7 +52,8 @@ def reference(tmp_path):
 def assert_same_run(a: Path, b: Path):
     wa, wb = load_checkpoint(a / "last.ckpt")["model"], load_checkpoint(b / "last.ckpt")["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    rows = [[{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_metrics(p / "metrics.csv")] for p in (a, b)]
+    rows = [[{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_metrics(p / "metrics.csv")]
+            for p in (a, b)]
     assert rows[0] == rows[1]
 
 
