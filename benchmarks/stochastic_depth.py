@@ -157,7 +157,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     layout = torch.contiguous_format if args.nchw else TRAINER_LAYOUT
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cnnzoo in {layout}")
+    # the vector ISA torch's CPU kernels use: the stages' relative block costs, so the ratio, differ between them
+    print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()} kernels, "
+          f"{torch.get_num_threads()} threads, cnnzoo in {layout}")
 
     x = torch.randn(args.batch_size, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch_size,))
