@@ -80,6 +80,9 @@ RECIPES = {
         model="polynet", img_size=331, augment="inception", optimizer="rmsprop_tf", rmsprop_decay=0.9,
         rmsprop_eps=1.0, lr=0.45, schedule="multistep", schedule_unit="iter",
         milestones=[160_000, 320_000, 480_000], gamma=0.1)),
+    # the paper's SDLM optimiser and global rates have no counterpart here: the recipe's SGD rate is ours
+    "lenet5_digits.yaml": ("LeCun et al. 1998, Sections II.B, III.C (20 passes, undistorted training set)", dict(
+        model="lenet5", augment="none", epochs=20, label_smoothing=0.0)),
 }
 
 
