@@ -3,6 +3,7 @@ import torch
 
 import cnnzoo
 from cnnzoo.analysis.complexity import module_macs
+from cnnzoo.engine import load_config, train
 from cnnzoo.models.lenet import C3_TABLE, DIGIT_BITMAPS, RBFOutput, ScaledTanh, Subsampling, rbf_prototypes
 
 # Table I as the paper prints it: row i marks (X) the C3 maps that S2 map i feeds.
@@ -163,6 +164,16 @@ def test_weights_are_uniform_in_plus_minus_2_4_over_the_fan_in():
     for name, values in groups.items():
         scaled = torch.cat(values)  # in [-1, 1], spread over all of it
         assert scaled.abs().max() <= 1 and scaled.max() > 0.9 and scaled.min() < -0.9, name
+
+
+def test_the_simplified_network_keeps_pytorch_init_and_learns_at_the_default_rate(tmp_path):
+    """The paper's +-2.4 / F_i with a linear output sits at chance under plain SGD; the courses' network keeps
+    PyTorch's layer defaults (bound 1 / sqrt(F_i): 0.05 for C5's 400 inputs, against the paper's 0.006)."""
+    torch.manual_seed(0)
+    c5 = cnnzoo.create_model("lenet5_simplified").c5.weight.detach()
+    assert 3 * 2.4 / 400 < c5.abs().max() <= 1 / 400**0.5
+    result = train(load_config(None, {"model": "lenet5_simplified", "out": str(tmp_path), "tensorboard": False}))
+    assert result.top1 > 90  # the embedded digits, the default 10 epochs at lr 0.1
 
 
 def test_direct_construction_is_the_paper_network_on_one_channel_and_ten_classes():
