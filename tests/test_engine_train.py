@@ -348,16 +348,20 @@ def test_lenet5_at_the_default_rate_is_pointed_to_its_recipe_which_learns(tmp_pa
     assert "learnt nothing" not in capsys.readouterr().err
 
 
-def test_a_model_stuck_at_a_uniform_guess_is_told_apart_from_one_diverging(tmp_path, one_thread, capsys):
-    """Zero logits score exactly a uniform guess: a plateau, not a rate too high; no recipe trains this model."""
+@pytest.mark.parametrize("aux_weight, loss", [(None, "1.39"), (0.9, "2.63")])
+def test_a_model_stuck_at_a_uniform_guess_is_told_apart_from_one_diverging(tmp_path, one_thread, capsys,
+                                                                           aux_weight, loss):
+    """Zero logits score exactly a uniform guess: a plateau, not a rate too high; so does an auxiliary head at
+    chance, which adds aux_weight x ln C (1.9 ln C here, under the 2 ln C of "diverging"). No recipe trains it."""
 
     def constant_net(num_classes=4, in_chans=1, **kw):
-        net = TinyNet(num_classes, in_chans)
+        net = TinyNet(num_classes, in_chans, aux=aux_weight is not None)
         net.forward_head = lambda x, pre_logits=False: net.fc(x.mean((2, 3))) * 0
         return net
 
     with registered(constant_net, input_size=(1, 8, 8), num_classes=4) as name:
-        train(config(tmp_path, model=name, epochs=2), data=synthetic())
+        train(config(tmp_path, model=name, epochs=2, **({"aux_weight": aux_weight} if aux_weight else {})),
+              data=synthetic())
     err = capsys.readouterr().err
-    assert f"after epoch 2, {name} has learnt nothing (train loss 1.39, a uniform guess's ln 4 = 1.39" in err
+    assert f"after epoch 2, {name} has learnt nothing (train loss {loss}, a uniform guess's ln 4 = 1.39" in err
     assert err.endswith("it is stuck at a uniform guess: another learning rate than 0.05 or more epochs may move it\n")
