@@ -145,10 +145,10 @@ def _toml(value) -> str:
     return "[" + ", ".join(_toml(v) for v in value) + "]"
 
 
-def mutmut(work: Path, *args: str, budget: float | None = None, sample: bool = False) -> int:
+def mutmut(work: Path, *args: str, budget: float | None = None, models: str | None = None) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CNNZOO_OFFLINE="1")
-    if sample:  # all-model tests on one model per family (tests/conftest.py): an environment variable, since
-        env["CNNZOO_MUTATION_MODELS"] = samples()  # any change of mutmut's test selection resets every verdict
+    if models:  # all-model tests on these models only (tests/conftest.py): an environment variable, since
+        env["CNNZOO_MUTATION_MODELS"] = models  # any change of mutmut's test selection resets every verdict
     env.pop("CI", None)  # mutants run without ../shared/data beside them: those tests skip there
     env.pop("PYTHONPATH", None)  # mutmut puts the mutated copy of src/ first on the path itself
     command = [sys.executable, "-m", "mutmut", *args]
@@ -270,11 +270,11 @@ def main() -> None:
             left = args.budget - (time.monotonic() - start)
             if left <= 0:
                 break
-            work, sample = prepare(module), module in SAMPLED
+            work, models = prepare(module), samples() if module in SAMPLED else None
             # mutmut keeps a survivor's verdict: those of an earlier call get a chance against today's tests below
             earlier = {k for k, v in results(work).items() if v == "survived"}
             if not args.survivors:
-                mutmut(work, "run", "--max-children", str(args.jobs), budget=left, sample=sample)
+                mutmut(work, "run", "--max-children", str(args.jobs), budget=left, models=models)
             # ... except those TESTING.md lists as equivalent: no test can kill them, and each costs all its tests
             survivors = [k for k, v in results(work).items()
                          if v == "survived" and k in earlier and k not in equivalents(module)]
@@ -282,7 +282,7 @@ def main() -> None:
             if survivors and left > 0:
                 # mutmut maps new tests to the functions they run, but not tests edited since: map all again
                 (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-                mutmut(work, "run", "--max-children", str(args.jobs), *survivors, budget=left, sample=sample)
+                mutmut(work, "run", "--max-children", str(args.jobs), *survivors, budget=left, models=models)
         report(module, show=args.show)
 
 
