@@ -54,6 +54,9 @@ class Tally:
         return {"loss": float(self.loss), "top1": float(self.top1), "top5": float(self.top5),
                 "n": int(self.n), "seconds": float(self.seconds), "data_seconds": float(self.data_seconds)}
 
+    def images_per_s(self) -> float:
+        return self.n / max(self.seconds, 1e-9)
+
     def data_wait_pct(self) -> float:
         """The share of the training time spent waiting for batches, in %."""
         return 100.0 * self.data_seconds / max(self.seconds, 1e-9)

@@ -447,7 +447,7 @@ class Trainer:
     def _show_progress(self, bar) -> None:
         if not bar.disable:
             tally = self.tally.percentages()
-            bar.set_postfix(loss=f"{tally['loss']:.3f}", img_s=f"{self.tally.n / max(self.tally.seconds, 1e-9):.0f}",
+            bar.set_postfix(loss=f"{tally['loss']:.3f}", img_s=f"{self.tally.images_per_s():.0f}",
                             data=f"{self.tally.data_wait_pct():.0f}%")
 
     def evaluate(self) -> dict[str, float]:
@@ -465,7 +465,7 @@ class Trainer:
         train_pct = train.percentages()
         row = {"epoch": epoch + 1, "lr": self.epoch_lr, "train_loss": train_pct["loss"],
                "train_top1": train_pct["top1"], "test_loss": None, "test_top1": None, "test_top5": None,
-               "epoch_seconds": train.seconds, "images_per_s": train.n / max(train.seconds, 1e-9),
+               "epoch_seconds": train.seconds, "images_per_s": train.images_per_s(),
                "data_wait_pct": train.data_wait_pct()}
         if self.ema:  # columns of their own, only in runs that average
             row.update(ema_test_loss=None, ema_test_top1=None, ema_test_top5=None)
